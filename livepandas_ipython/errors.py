@@ -1,0 +1,86 @@
+"""The exceptions livepandas raises, and the HTTP status each maps to.
+
+Every error subclasses the builtin it resembles, so callers can catch either::
+
+    Exception
+     └── LivePandasError
+          ├── CanvasError (ValueError)          the canvas's Python can't be loaded
+          ├── ServerError (RuntimeError)        a server failed to start (port in use, timeout)
+          ├── ArgumentError (ValueError)        bad command-line / magic arguments
+          └── RequestError                      a call the function server refuses (has .status)
+               ├── BadRequest (ValueError)            400: malformed JSON, kwargs not an object
+               │    └── BadArguments (TypeError)      400: kwargs don't bind to the signature
+               ├── Forbidden (PermissionError)        403: foreign Host, cross-site, bad token
+               ├── FunctionNotFound (LookupError)     404: no such ``livepandas_<name>``
+               └── PayloadTooLarge (ValueError)       413: body over the configured limit
+
+Errors raised *by a user's function* are not wrapped: the server answers 500 with the
+function's own exception type and message.
+"""
+
+__all__ = [
+    "LivePandasError",
+    "CanvasError",
+    "ServerError",
+    "ArgumentError",
+    "RequestError",
+    "BadRequest",
+    "BadArguments",
+    "Forbidden",
+    "FunctionNotFound",
+    "PayloadTooLarge",
+]
+
+
+class LivePandasError(Exception):
+    """Base class of every error livepandas raises itself."""
+
+
+class CanvasError(LivePandasError, ValueError):
+    """A canvas's Python source failed to compile or run, or publishes nothing.
+
+    ``lineno`` is the 1-based line in ``filename`` where it failed, when known.
+    """
+
+    def __init__(self, message, *, filename=None, lineno=None):
+        super().__init__(message)
+        self.filename = filename
+        self.lineno = lineno
+
+
+class ServerError(LivePandasError, RuntimeError):
+    """A function server could not start or stop (port in use, loop not answering)."""
+
+
+class ArgumentError(LivePandasError, ValueError):
+    """Command-line or magic arguments that don't parse; ``usage`` is the usage text."""
+
+    def __init__(self, message, usage=""):
+        super().__init__(message)
+        self.usage = usage
+
+
+class RequestError(LivePandasError):
+    """A request the function server refuses; ``status`` is its HTTP status code."""
+
+    status = 400
+
+
+class BadRequest(RequestError, ValueError):
+    status = 400
+
+
+class BadArguments(BadRequest, TypeError):
+    status = 400
+
+
+class Forbidden(RequestError, PermissionError):
+    status = 403
+
+
+class FunctionNotFound(RequestError, LookupError):
+    status = 404
+
+
+class PayloadTooLarge(RequestError, ValueError):
+    status = 413

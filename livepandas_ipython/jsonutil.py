@@ -1,0 +1,148 @@
+"""JSON encoding of function results, fast for numpy and pandas.
+
+``dumps(obj)`` returns UTF-8 bytes. orjson does the work; numpy arrays and scalars go to it
+natively, and :func:`default` turns everything else it can't encode into something it can.
+
+What values become
+------------------
+- ``float('nan')``, ``inf``, ``-inf`` (Python, numpy, inside arrays) → ``null``.
+- numpy arrays → nested lists; numpy scalars → numbers / booleans.
+- ``datetime``/``date``/``time`` and ``pandas.Timestamp`` → ISO 8601 strings; ``NaT``/``pd.NA`` → ``null``.
+- ``timedelta``/``pandas.Timedelta`` → seconds as a number.
+- ``Decimal`` → a JSON number with every digit kept (``Decimal('NaN')`` → ``null``).
+- ``set``/``frozenset`` → a list (sorted when the items sort).
+- dataclasses → objects; ``enum`` members → their value; ``uuid.UUID`` and paths → strings;
+  ``bytes`` → base64 text; ``complex`` → ``[real, imag]``.
+- ``pandas.Series`` → ``{"name": ..., "index": [...], "data": [...]}``.
+- ``pandas.DataFrame`` → column-oriented, so large frames encode at array speed::
+
+      {"columns": ["a", "b"], "index": [0, 1, 2], "data": [[a0, a1, a2], [b0, b1, b2]]}
+
+  ``data[i]`` is the column named ``columns[i]``; row ``j`` is ``index[j]``. A MultiIndex gives
+  lists as labels. ``livepandas.js`` has ``livepandas.rows(frame)`` to turn it into records.
+- ``pandas.Index`` → a list.
+
+Anything else raises ``TypeError`` naming its type.
+"""
+
+import base64
+import dataclasses
+import datetime
+import decimal
+import os
+import sys
+
+import orjson
+
+__all__ = ["dumps", "loads", "default", "frame_to_json"]
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+loads = orjson.loads
+
+
+def dumps(obj):
+    """Encode *obj* as JSON bytes (see the module docstring for what each type becomes)."""
+    return orjson.dumps(obj, default=default, option=_OPTIONS)
+
+
+def default(obj):
+    """orjson's ``default`` hook: turn one value orjson can't encode into one it can."""
+    # pandas and numpy are never imported here: a value of theirs means they already are.
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if isinstance(obj, pd.DataFrame):
+            return frame_to_json(obj)
+        if isinstance(obj, pd.Series):
+            return {"name": obj.name, "index": _index_values(obj.index), "data": _column_values(obj)}
+        if isinstance(obj, pd.Index):
+            return _index_values(obj)
+        if obj is pd.NaT or obj is pd.NA:
+            return None
+        if isinstance(obj, pd.Timestamp):
+            return obj.isoformat()
+        if isinstance(obj, pd.Timedelta):
+            return obj.total_seconds()
+        if isinstance(obj, pd.Interval):
+            return [obj.left, obj.right]
+        if isinstance(obj, pd.Period):
+            return str(obj)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            # orjson takes C-contiguous arrays of plain dtypes; the rest goes through Python.
+            if obj.dtype.kind in "biuf" and not obj.flags.c_contiguous:
+                return np.ascontiguousarray(obj)
+            if obj.dtype.kind == "M":
+                return [None if v is None else v.isoformat() for v in obj.astype(object).tolist()]
+            return obj.tolist()
+        if isinstance(obj, np.generic):
+            return obj.item()
+    if isinstance(obj, decimal.Decimal):
+        return orjson.Fragment(str(obj)) if obj.is_finite() else None
+    if isinstance(obj, (set, frozenset)):
+        try:
+            return sorted(obj)
+        except TypeError:
+            return list(obj)
+    if isinstance(obj, datetime.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, complex):
+        return [obj.real, obj.imag]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, tuple):  # namedtuple subclasses reach here
+        return list(obj)
+    raise TypeError(f"result of type {type(obj).__module__}.{type(obj).__qualname__} is not JSON serializable")
+
+
+def frame_to_json(df):
+    """The JSON-ready dict of a DataFrame: ``{"columns", "index", "data"}`` (column-oriented)."""
+    columns = df.columns.tolist()
+    return {
+        "columns": columns,
+        "index": _index_values(df.index),
+        "data": [_column_values(df.iloc[:, i]) for i in range(len(columns))],
+    }
+
+
+def _index_values(index):
+    import pandas as pd
+
+    if isinstance(index, pd.RangeIndex):
+        import numpy as np
+
+        return np.arange(index.start, index.stop, index.step, dtype=np.int64)
+    return _array_values(index)
+
+
+def _column_values(series):
+    return _array_values(series.array)
+
+
+def _array_values(values):
+    """One column (an ExtensionArray, Index or ndarray) as an array orjson takes, or a list."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        kind = dtype.kind
+        if kind in "biuf":
+            arr = np.asarray(values)
+            return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+        if kind == "M":
+            arr = np.asarray(values)
+            if not np.isnat(arr).any():
+                return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+            return [None if v is pd.NaT else v.isoformat() for v in pd.DatetimeIndex(arr)]
+        if kind == "m":
+            secs = pd.TimedeltaIndex(values).total_seconds()
+            return np.asarray(secs, dtype=np.float64)
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return [None if v is pd.NaT else v.isoformat() for v in values]
+    # Strings, objects, categoricals and nullable dtypes: pd.NA and NaN become None.
+    return np.asarray(values, dtype=object).tolist()

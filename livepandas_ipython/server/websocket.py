@@ -1,0 +1,93 @@
+"""WebSocket handler of the function server: ``/<name>/ws``.
+
+Each text (or binary) message is a JSON kwargs object and gets one reply, in order:
+``{"result": ...}`` or the error object ``{"exception", "type"}``. A streaming function sends
+``{"partial": chunk}`` messages, then ``{"result": ..., "done": true}``. A bad message gets an
+error reply and never closes the socket. The function is looked up on every message, so a socket
+keeps working across a canvas swap (and answers ``FunctionNotFound`` if its function is gone).
+"""
+
+from contextlib import aclosing
+
+import tornado.web
+import tornado.websocket
+
+from .. import jsonutil
+from ..errors import RequestError
+from .calls import Deferred, iterate, run_call
+from .handlers import BaseHandler, error_body, parse_kwargs
+
+
+class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
+    """GET /<name>/ws — a WebSocket calling function <name> once per message."""
+
+    def prepare(self):
+        BaseHandler.prepare(self)
+        if self._finished:
+            return
+        name = self.path_args[0]
+        if name not in self.server.canvas.functions:
+            try:
+                self.server.canvas.get(name)
+            except RequestError as exc:
+                self.reply_error(exc)
+
+    def check_origin(self, origin):
+        return True  # prepare() has applied the server's origin policy already
+
+    def open(self, name):
+        self.name = name
+        self.server.stats.sockets += 1
+
+    def on_close(self):
+        self.server.stats.sockets -= 1
+
+    async def on_message(self, message):
+        server = self.server
+        try:
+            fn = server.canvas.get(self.name)
+            kwargs = parse_kwargs(message)
+            fn.check(kwargs)
+        except RequestError as exc:
+            return self._send(error_body(exc))
+        server.stats.started(fn.name)
+        try:
+            outcome = await run_call(server, fn, kwargs)
+        except Exception as exc:
+            server.stats.failed(fn.name, exc)
+            return self._send(error_body(exc, debug=server.debug))
+        if not isinstance(outcome, Deferred):
+            return self._send_raw(outcome)
+        async with aclosing(iterate(server, outcome.value)) as events:
+            async for kind, value in events:
+                if kind == "partial":
+                    message = {"partial": value}
+                elif kind == "result":
+                    message = {"result": value, "done": True}
+                else:
+                    server.stats.failed(fn.name, value)
+                    message = error_body(value, debug=server.debug)
+                    message["done"] = True
+                if not self._send(message):
+                    return
+
+    def _send(self, obj):
+        try:
+            return self._send_raw(jsonutil.dumps(obj))
+        except TypeError as exc:  # a chunk that can't be encoded
+            return self._send_raw(jsonutil.dumps(error_body(exc)))
+
+    def _send_raw(self, data):
+        """Send one text message; False when the socket has closed."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return False
+        try:
+            self.write_message(data.decode("utf-8"))
+        except tornado.websocket.WebSocketClosedError:
+            return False
+        return True
+
+
+default_handlers = [
+    (r"/([A-Za-z][A-Za-z0-9_]*)/ws", FunctionSocketHandler),
+]
