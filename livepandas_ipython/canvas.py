@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .errors import BadArguments, CanvasError, FunctionNotFound
 
-__all__ = ["PREFIX", "Canvas", "Function", "collect_functions", "defined_names"]
+__all__ = ["PREFIX", "Canvas", "Function", "collect_functions", "defined_names", "describe_exception"]
 
 PREFIX = "livepandas_"
 
@@ -134,6 +134,15 @@ def _compile(source, filename):
         ) from None
 
 
+def describe_exception(exc, filename=None):
+    """``"NameError: name 'x' is not defined (code.py, line 11)"``: one line for users."""
+    message = f"{type(exc).__name__}: {exc}"
+    lineno = _error_line(exc, filename) if filename else None
+    if lineno:
+        return f"{message} ({filename}, line {lineno})"
+    return message
+
+
 def _error_line(exc, filename):
     """The line number in *filename* where *exc* was raised, or None."""
     tb = exc.__traceback__
@@ -198,9 +207,9 @@ class Canvas:
         try:
             exec(code, namespace)
         except Exception as exc:
-            lineno = _error_line(exc, filename)
-            where = f" ({filename}, line {lineno})" if lineno else f" ({filename})"
-            raise CanvasError(f"{type(exc).__name__}: {exc}{where}", filename=filename, lineno=lineno) from exc
+            raise CanvasError(
+                describe_exception(exc, filename), filename=filename, lineno=_error_line(exc, filename)
+            ) from exc
         functions = collect_functions(namespace, defined_names(tree))
         if require_functions and not functions:
             raise CanvasError(

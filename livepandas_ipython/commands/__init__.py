@@ -1,0 +1,11 @@
+"""The commands shared by the ``livepandas`` CLI and the ``%livepandas`` magic.
+
+Each module holds the library-level work of one command; the front-ends only parse arguments
+and print. ``COMMANDS`` names them in the order shown in help and error messages.
+"""
+
+from . import serve, test
+
+COMMANDS = {"serve": serve, "test": test}
+
+__all__ = ["COMMANDS"]
