@@ -6,7 +6,15 @@ The public surface is listed in ``__all__``; everything is imported lazily (PEP 
 
 from ._version import __version__
 
-__all__ = ["__version__", "Canvas", "FunctionServer", "LoopThread", "dumps"]
+__all__ = [
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "Canvas",
+    "FunctionServer",
+    "LoopThread",
+    "dumps",
+]
 
 _LAZY = {
     "Canvas": ("livepandas_ipython.canvas", "Canvas"),
@@ -14,6 +22,20 @@ _LAZY = {
     "LoopThread": ("livepandas_ipython.server", "LoopThread"),
     "dumps": ("livepandas_ipython.jsonutil", "dumps"),
 }
+
+
+def load_ipython_extension(ip):
+    """``%load_ext livepandas``: register ``%%canvas`` and ``%livepandas`` (idempotent)."""
+    from .extension import load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip):
+    """``%unload_ext livepandas``: stop every canvas server and remove the magics."""
+    from .extension import unload
+
+    unload(ip)
 
 
 def __getattr__(name):

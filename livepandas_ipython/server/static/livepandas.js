@@ -103,6 +103,8 @@
       call: function (kwargs, onPartial) {
         return ready.then(function () {
           return new Promise(function (resolve, reject) {
+            // send() on a closed socket drops the message silently: the call would never settle.
+            if (ws.readyState !== WebSocket.OPEN) return reject(new Error("WebSocket closed"));
             pending.push({resolve: resolve, reject: reject, onPartial: onPartial});
             ws.send(JSON.stringify(kwargs || {}));
           });
