@@ -12,6 +12,8 @@ __all__ = [
     "unload_ipython_extension",
     "Canvas",
     "FunctionServer",
+    "canvas_server",
+    "canvas_url",
     "LoopThread",
     "dumps",
 ]
@@ -21,6 +23,8 @@ _LAZY = {
     "FunctionServer": ("livepandas_ipython.server", "FunctionServer"),
     "LoopThread": ("livepandas_ipython.server", "LoopThread"),
     "dumps": ("livepandas_ipython.jsonutil", "dumps"),
+    "canvas_server": ("livepandas_ipython.extension", "canvas_server"),
+    "canvas_url": ("livepandas_ipython.extension", "canvas_url"),
 }
 
 

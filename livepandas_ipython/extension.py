@@ -7,7 +7,7 @@ that shell and releases its ports.
 
 import weakref
 
-__all__ = ["load", "unload", "magics_for"]
+__all__ = ["load", "unload", "magics_for", "canvas_server", "canvas_url"]
 
 _MAGICS = weakref.WeakKeyDictionary()
 
@@ -37,3 +37,23 @@ def unload(shell):
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
+
+
+def canvas_server(name="default", shell=None):
+    """The :class:`FunctionServer` of canvas *name* in *shell* (default: the running one)."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    magics = _MAGICS.get(shell) if shell is not None else None
+    if magics is None:
+        from .errors import LivePandasError
+
+        raise LivePandasError("the livepandas extension is not loaded: run %load_ext livepandas")
+    return magics.manager.get(name)
+
+
+def canvas_url(name="default", shell=None):
+    """The loopback base URL of canvas *name*, for calls from this machine (ends with ``/``)."""
+    server = canvas_server(name, shell)
+    return f"http://{server.url_host}:{server.port}/"

@@ -120,7 +120,11 @@ def _index_values(index):
 
 
 def _column_values(series):
-    return _array_values(series.array)
+    import numpy as np
+
+    # A plain numpy column's .array is a NumpyExtensionArray (its dtype is not an np.dtype):
+    # unwrap it, or every int/float column takes the slow object path below.
+    return _array_values(series.to_numpy() if isinstance(series.dtype, np.dtype) else series.array)
 
 
 def _array_values(values):

@@ -137,7 +137,8 @@ class LivePandasMagics(Magics):
             canvas = canvas.replace(**changes)
             server = self._apply(lambda: self.manager.publish(args.name, canvas, port=args.port, host=args.host))
         if self.preview and not args.no_preview:
-            self._show_preview(args.name, server)
+            # A view cell shows the view; the forms belong to the functions' cell.
+            self._show_preview(args.name, server, forms=not args.view)
 
     def _run_cell(self, name, cell):
         from .canvas import Canvas, collect_functions, defined_names
@@ -164,11 +165,11 @@ class LivePandasMagics(Magics):
         except LivePandasError as exc:
             raise UsageError(f"%%canvas: {exc}") from None
 
-    def _show_preview(self, name, server):
+    def _show_preview(self, name, server, forms=True):
         from .display import CanvasPreview
 
         display(CanvasPreview(name, server, self.url_pattern))
-        if self.widgets and server.canvas.functions:
+        if forms and self.widgets and server.canvas.functions:
             try:
                 from .widgets import canvas_forms
             except ImportError:  # ipywidgets missing: the table and the view are enough
