@@ -1,4 +1,15 @@
-"""Shim so ``import livepandas`` and ``%load_ext livepandas`` reach ``livepandas_ipython``."""
+"""Shim so ``import livepandas`` and ``%load_ext livepandas`` reach ``livepandas_ipython``.
 
-from livepandas_ipython import *  # noqa: F401,F403
+Other names resolve lazily, as in the package itself (PEP 562): ``%load_ext`` stays cheap.
+"""
+
+import livepandas_ipython as _package
 from livepandas_ipython import __all__, __version__, load_ipython_extension, unload_ipython_extension  # noqa: F401
+
+
+def __getattr__(name):
+    return getattr(_package, name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -109,9 +109,13 @@ def collect_functions(namespace, names=None):
 
 
 def defined_names(tree):
-    """Names bound at the top level of a module AST (defs, classes, assignments, imports)."""
+    """Names bound at the top level of a module AST (defs, classes, assignments, imports).
+
+    Statements nested in top-level ``if``/``try``/``with``/``for``/``while``/``match`` blocks
+    bind module names too (``if HAVE_X: def livepandas_f(): ...``); function and class bodies don't.
+    """
     names = []
-    for node in tree.body:
+    for node in _module_scope(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
@@ -121,6 +125,18 @@ def defined_names(tree):
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.extend((a.asname or a.name).split(".")[0] for a in node.names)
     return names
+
+
+def _module_scope(body):
+    """The statements of *body* and of the blocks nested in it, but not inside defs or classes."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        blocks = [getattr(node, attr, []) for attr in ("body", "orelse", "finalbody")]
+        blocks += [part.body for part in getattr(node, "handlers", []) + getattr(node, "cases", [])]
+        for block in blocks:
+            yield from _module_scope(block)
 
 
 def _compile(source, filename):

@@ -37,6 +37,9 @@ def unload(shell):
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
+    # Magics.__init__ added it; left there, %config would keep configuring the unloaded instance.
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
 
 
 def canvas_server(name="default", shell=None):

@@ -36,7 +36,11 @@ import orjson
 
 __all__ = ["dumps", "loads", "default", "frame_to_json"]
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# numpy values are not handed to orjson directly (no OPT_SERIALIZE_NUMPY at the top): orjson
+# would write a datetime64 NaT as 1970-01-01 or 1677-09-21, or fail. default() checks them first
+# and passes the arrays it has vetted to orjson's numpy writer, embedded as a Fragment.
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 loads = orjson.loads
 
 
@@ -69,13 +73,15 @@ def default(obj):
     np = sys.modules.get("numpy")
     if np is not None:
         if isinstance(obj, np.ndarray):
-            # orjson takes C-contiguous arrays of plain dtypes; the rest goes through Python.
-            if obj.dtype.kind in "biuf" and not obj.flags.c_contiguous:
-                return np.ascontiguousarray(obj)
-            if obj.dtype.kind == "M":
-                return [None if v is None else v.isoformat() for v in obj.astype(object).tolist()]
-            return obj.tolist()
+            return _ndarray(np, obj)
+        if isinstance(obj, np.datetime64):
+            return None if np.isnat(obj) else orjson.Fragment(orjson.dumps(obj, option=_NUMPY))
         if isinstance(obj, np.generic):
+            if obj.dtype.kind in "biuf":  # orjson writes float32 0.1 as 0.1, .item() would not
+                try:
+                    return orjson.Fragment(orjson.dumps(obj, option=_NUMPY))
+                except orjson.JSONEncodeError:
+                    pass
             return obj.item()
     if isinstance(obj, decimal.Decimal):
         return orjson.Fragment(str(obj)) if obj.is_finite() else None
@@ -119,6 +125,22 @@ def _index_values(index):
     return _array_values(index)
 
 
+def _ndarray(np, arr):
+    """A numpy array as a Fragment of orjson's fast output (numbers, NaT-free datetimes) or a list."""
+    if arr.ndim == 0:
+        return default(arr[()])
+    kind = arr.dtype.kind
+    if kind in "biuf" or (kind == "M" and not np.isnat(arr).any()):
+        try:
+            return orjson.Fragment(orjson.dumps(np.ascontiguousarray(arr), option=_NUMPY))
+        except orjson.JSONEncodeError:  # a dtype orjson doesn't write (float128...)
+            pass
+    if kind == "M":
+        # Through microseconds, as orjson writes them; NaT becomes None.
+        return [None if v is None else v.isoformat() for v in arr.astype("M8[us]").astype(object).tolist()]
+    return arr.tolist()
+
+
 def _column_values(series):
     import numpy as np
 
@@ -135,14 +157,8 @@ def _array_values(values):
     dtype = values.dtype
     if isinstance(dtype, np.dtype):
         kind = dtype.kind
-        if kind in "biuf":
-            arr = np.asarray(values)
-            return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-        if kind == "M":
-            arr = np.asarray(values)
-            if not np.isnat(arr).any():
-                return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-            return [None if v is pd.NaT else v.isoformat() for v in pd.DatetimeIndex(arr)]
+        if kind in "biufM":
+            return _ndarray(np, np.asarray(values))
         if kind == "m":
             secs = pd.TimedeltaIndex(values).total_seconds()
             return np.asarray(secs, dtype=np.float64)

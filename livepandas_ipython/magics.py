@@ -8,18 +8,22 @@ User mistakes raise exactly :class:`IPython.core.error.UsageError`, naming what 
 import ast
 import os
 import shlex
+import sys
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
-from traitlets import Bool, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default, observe
 
-from .errors import ArgumentError, CanvasError, LivePandasError
+from .errors import ArgumentError, CanvasError, FunctionNotFound, LivePandasError
 from .parser import ArgumentParser, HelpShown
 
 __all__ = ["LivePandasMagics"]
 
 LINE_COMMANDS = ("serve", "stop", "list", "status", "test", "preview")
+
+# Chosen with benchmarks/bench_kernel.py; see its README section.
+DEFAULT_SWITCH_INTERVAL = 0.0005
 
 
 def _env_int(name, fallback):
@@ -68,29 +72,62 @@ class LivePandasMagics(Magics):
     ).tag(config=True)
     max_workers = Integer(0, help="Threads for plain functions per canvas (0: min(32, cpus + 4)).").tag(config=True)
 
+    switch_interval = Float(
+        help="The interpreter's thread switch interval (sys.setswitchinterval), in seconds, while canvases "
+        "are served. A busy cell and the server thread share the GIL: with Python's default of 5 ms every "
+        "request waits out whole intervals while a CPU-bound cell runs. A shorter interval makes the server "
+        "answer quickly during such cells; it costs nothing while no request is in flight (no thread waits "
+        "for the GIL then), and under load the cell gives the server its share of the CPU. 0 leaves the "
+        "interpreter's setting alone. Restored when the extension is unloaded (env: LIVEPANDAS_SWITCH_INTERVAL)."
+    ).tag(config=True)
+
+    @default("switch_interval")
+    def _switch_interval_default(self):
+        try:
+            return float(os.environ["LIVEPANDAS_SWITCH_INTERVAL"])
+        except (KeyError, ValueError):
+            return DEFAULT_SWITCH_INTERVAL
+
+    @observe("switch_interval")
+    def _switch_interval_changed(self, change):
+        if self._manager is not None and self._manager.servers:
+            self._apply_switch_interval()
+
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
         self._manager = None
+        self._saved_switch_interval = None
+
+    def _apply_switch_interval(self):
+        if self._saved_switch_interval is None:
+            self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(self.switch_interval or self._saved_switch_interval)
 
     @property
     def manager(self):
+        """The shell's :class:`CanvasManager`, with the current traits (``%config`` applies next start)."""
         if self._manager is None:
             from .manager import CanvasManager
 
-            self._manager = CanvasManager(
-                default_port=self.port,
-                host=self.host,
-                debug=self.debug,
-                allow_origins=tuple(self.allow_origins),
-                max_workers=self.max_workers or None,
-            )
-        return self._manager
+            self._manager = CanvasManager()
+        manager = self._manager
+        manager.default_port = self.port
+        manager.host = self.host
+        manager.server_options = dict(
+            debug=self.debug,
+            allow_origins=tuple(self.allow_origins),
+            max_workers=self.max_workers or None,
+        )
+        return manager
 
     def close(self):
         """Stop every canvas server and release its port (``%unload_ext``)."""
         if self._manager is not None:
             self._manager.close()
             self._manager = None
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
 
     # -- %%canvas ---------------------------------------------------------------------------
 
@@ -161,9 +198,11 @@ class LivePandasMagics(Magics):
 
     def _apply(self, start):
         try:
-            return start()
+            server = start()
         except LivePandasError as exc:
             raise UsageError(f"%%canvas: {exc}") from None
+        self._apply_switch_interval()
+        return server
 
     def _show_preview(self, name, server, forms=True):
         from .display import CanvasPreview
@@ -189,8 +228,10 @@ class LivePandasMagics(Magics):
         for server in self.manager.servers.values():
             if function in server.canvas.functions:
                 return server.canvas
-        served = {n: list(s.canvas.functions) for n, s in self.manager.servers.items()}
-        raise UsageError(f"no served canvas has a function {function!r}; served: {served or 'none'}")
+        served = ", ".join(
+            f"{n} ({', '.join(s.canvas.functions) or 'no functions'})" for n, s in self.manager.servers.items()
+        )
+        raise FunctionNotFound(f"no served canvas has a function {function!r}; served: {served or 'none'}")
 
     # -- %livepandas ------------------------------------------------------------------------
 
@@ -255,6 +296,7 @@ class LivePandasMagics(Magics):
         name = args.name or canvas.name
         canvas = canvas.replace(name=name)
         server = self.manager.publish(name, canvas, port=args.port, host=args.host)
+        self._apply_switch_interval()
         self._show_preview(name, server)
 
     @staticmethod

@@ -20,6 +20,8 @@ def _widget_for(param):
 
     ann, default = param.annotation, param.default
     has_default = default is not inspect.Parameter.empty
+    if ann is inspect.Parameter.empty and isinstance(default, enum.Enum):
+        ann = type(default)  # an Enum default picks from its Enum, like an Enum annotation
     desc = param.name
     style = {"description_width": "initial"}
     if typing.get_origin(ann) is typing.Literal:

@@ -6,8 +6,10 @@ on the pool; async generators run on the loop. A stream whose client goes away i
 ``finally`` blocks run.
 """
 
+import asyncio
 import inspect
 import types
+from contextlib import aclosing
 
 import orjson
 
@@ -85,25 +87,26 @@ async def iterate(server, gen):
     """Drive a (sync or async) generator, yielding ``("partial", chunk)`` for each chunk, then
     ``("result", return_value)`` or ``("error", exception)``.
 
-    When the consumer stops early (client gone), the generator is closed.
+    When the consumer stops early (client gone, server stopping), the generator is closed: at once
+    when it is idle, or as soon as the step running on the pool returns.
     """
-    finished = False
-    try:
-        if isinstance(gen, types.AsyncGeneratorType):
+    if isinstance(gen, types.AsyncGeneratorType):
+        async with aclosing(gen):
             try:
                 async for chunk in gen:
                     yield "partial", chunk
             except Exception as exc:
-                finished = True
                 yield "error", exc
                 return
-            finished = True
             yield "result", None
-            return
-        loop, pool = server.loop, server.pool
+        return
+    step = None
+    finished = False
+    try:
         while True:
             try:
-                item = await loop.run_in_executor(pool, _step, gen)
+                step = server.pool.submit(_step, gen)
+                item = await asyncio.wrap_future(step)
             except Exception as exc:
                 finished = True
                 yield "error", exc
@@ -115,7 +118,10 @@ async def iterate(server, gen):
             yield "partial", item
     finally:
         if not finished:
-            if isinstance(gen, types.AsyncGeneratorType):
-                await gen.aclose()
+            if step is not None and not step.done():
+                step.add_done_callback(lambda _: gen.close())  # runs when the step returns
             else:
-                await server.loop.run_in_executor(server.pool, gen.close)
+                try:
+                    await server.loop.run_in_executor(server.pool, gen.close)
+                except RuntimeError:  # the pool has shut down: the generator is idle, close it here
+                    gen.close()

@@ -94,9 +94,10 @@ class Security:
         auth = request.headers.get("Authorization", "")
         if auth[:6].lower() == "token ":
             candidates.append(auth[6:].strip().encode())
-        cookie = request.cookies.get(TOKEN_COOKIE)
-        if cookie is not None:
-            candidates.append(cookie.value.encode())
+        # The server names its cookie per port (cookies ignore ports): TOKEN_COOKIE-<port>.
+        for name, cookie in request.cookies.items():
+            if name == TOKEN_COOKIE or name.startswith(TOKEN_COOKIE + "-"):
+                candidates.append(cookie.value.encode())
         expected = self.token.encode()
         return any(hmac.compare_digest(c, expected) for c in candidates)
 

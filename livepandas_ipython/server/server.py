@@ -123,6 +123,7 @@ class FunctionServer:
             allow_origins=allow_origins,
         )
         self.stats = ServerStats()
+        self.websockets = set()  # open FunctionSocketHandlers, closed by stop()
         self._loop_thread = loop_thread
         self._owns_loop = False
         self._http_server = None
@@ -149,13 +150,11 @@ class FunctionServer:
         ServerError
             When the address can't be bound (in use, not permitted) or the loop doesn't answer.
         """
-        from tornado.netutil import bind_sockets
-
         with self._lock:
             if self.running:
                 return self
             try:
-                sockets = bind_sockets(self.requested_port, self.host, reuse_port=False)
+                sockets = _bind_sockets(self.requested_port, self.host)
             except OSError as exc:
                 raise ServerError(_bind_message(exc, self.host, self.requested_port)) from None
             if self._loop_thread is None:
@@ -198,11 +197,15 @@ class FunctionServer:
             for sock in self._sockets:
                 sock.close()  # already closed by HTTPServer.stop(); harmless
             self._sockets = []
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            # Calls already queued still run (and streams close their generators) before the
+            # threads exit; nothing new is accepted.
+            self.pool.shutdown(wait=False)
         log.info("stopped canvas %r", self.canvas.name)
 
     async def _stop_on_loop(self, server):
         server.stop()
+        for ws in list(self.websockets):
+            ws.close(1001, "server stopping")  # upgraded sockets have left the HTTPServer
         try:
             await asyncio.wait_for(server.close_all_connections(), 2)
         except asyncio.TimeoutError:
@@ -237,6 +240,33 @@ class FunctionServer:
         """``(http_url, ws_url)`` of function *name* (without the token)."""
         base = f"{self.url_host}:{self.port}/{name}"
         return f"http://{base}", f"ws://{base}/ws"
+
+
+def _bind_sockets(port, host):
+    """Listening sockets for every address of *host* (one port for all); nothing left open on error.
+
+    Like ``tornado.netutil.bind_sockets``, which leaves a socket that failed to bind to the garbage
+    collector (a ``ResourceWarning`` on every "port taken, use a free one" fallback).
+    """
+    sockets = []
+    try:
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.setblocking(False)
+            sock.bind(address)
+            sock.listen(128)
+        return sockets
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
 
 
 def _is_loopback_bind(host):

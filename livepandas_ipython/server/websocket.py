@@ -7,6 +7,8 @@ error reply and never closes the socket. The function is looked up on every mess
 keeps working across a canvas swap (and answers ``FunctionNotFound`` if its function is gone).
 """
 
+import asyncio
+import collections
 from contextlib import aclosing
 
 import tornado.web
@@ -37,12 +39,29 @@ class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
 
     def open(self, name):
         self.name = name
+        self._inbox = collections.deque()
+        self._worker = None
+        self.server.websockets.add(self)
         self.server.stats.sockets += 1
 
     def on_close(self):
+        self.server.websockets.discard(self)
         self.server.stats.sockets -= 1
+        if self._worker is not None:
+            self._worker.cancel()  # a stream in progress closes its generator
 
-    async def on_message(self, message):
+    def on_message(self, message):
+        # Queue and return: Tornado reads no further frame (a close included) until on_message
+        # returns, so a long stream must not run inside it. Replies stay in message order.
+        self._inbox.append(message)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._drain())
+
+    async def _drain(self):
+        while self._inbox:
+            await self._handle(self._inbox.popleft())
+
+    async def _handle(self, message):
         server = self.server
         try:
             fn = server.canvas.get(self.name)

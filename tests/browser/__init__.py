@@ -1,0 +1,1 @@
+"""Browser tests: the examples' views in headless Chromium, driven by Playwright."""
