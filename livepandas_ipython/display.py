@@ -36,6 +36,15 @@ def canvas_urls(server, url_pattern=""):
     return {"base": base, "view": view, "ws_base": ws_base}
 
 
+# JupyterLab right-aligns table cells and lets code wrap anywhere: endpoints read better left-aligned.
+_CELL = 'style="text-align: left; vertical-align: top"'
+_NOWRAP = 'style="white-space: nowrap"'
+
+
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 class CanvasPreview:
     """The endpoint table of a served canvas, and its view in an iframe when it has one."""
 
@@ -52,7 +61,7 @@ class CanvasPreview:
 
     def __repr__(self):
         canvas = self.server.canvas
-        lines = [f"Canvas {self.name!r} on {self.urls['view']} ({len(canvas.functions)} functions)"]
+        lines = [f"Canvas {self.name!r} on {self.urls['view']} ({_count(len(canvas.functions), 'function')})"]
         for fn, http_url, ws_url in self.rows():
             lines.append(f"  {fn.name}{fn.signature}")
             lines.append(f"    GET {http_url}?kwargs={{...}}   WS {ws_url}")
@@ -68,11 +77,11 @@ class CanvasPreview:
             doc = e(fn.doc.splitlines()[0]) if fn.doc else ""
             rows.append(
                 "<tr>"
-                f"<td><code>{e(fn.name)}</code></td>"
-                f"<td><code>{e(str(fn.signature))}</code></td>"
-                f"<td>{doc}</td>"
-                f'<td><a href="{e(http_url)}" target="_blank"><code>{e(http_url)}</code></a></td>'
-                f"<td><code>{e(ws_url)}</code></td>"
+                f"<td {_CELL}><code>{e(fn.name)}</code></td>"
+                f"<td {_CELL}><code {_NOWRAP}>{e(str(fn.signature))}</code></td>"
+                f"<td {_CELL}>{doc}</td>"
+                f'<td {_CELL}><a href="{e(http_url)}" target="_blank"><code {_NOWRAP}>{e(http_url)}</code></a></td>'
+                f"<td {_CELL}><code {_NOWRAP}>{e(ws_url)}</code></td>"
                 "</tr>"
             )
         if not rows:
@@ -82,8 +91,9 @@ class CanvasPreview:
             '<div class="livepandas-preview">',
             f'<p><strong>Canvas <code>{e(self.name)}</code></strong> on '
             f'<a href="{view}" target="_blank">{view}</a></p>',
-            "<table><thead><tr><th>function</th><th>signature</th><th>doc</th>"
-            "<th>HTTP</th><th>WebSocket</th></tr></thead><tbody>",
+            "<table><thead><tr>"
+            + "".join(f"<th {_CELL}>{h}</th>" for h in ("function", "signature", "doc", "HTTP", "WebSocket"))
+            + "</tr></thead><tbody>",
             *rows,
             "</tbody></table>",
         ]

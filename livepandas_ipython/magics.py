@@ -65,6 +65,9 @@ class LivePandasMagics(Magics):
         return os.environ.get("LIVEPANDAS_URL_PATTERN", "")
 
     debug = Bool(True, help="Include tracebacks of function errors in replies.").tag(config=True)
+    height = Integer(320, help="Height in pixels of the view's iframe in previews (%%canvas --height overrides).").tag(
+        config=True
+    )
     preview = Bool(True, help="Show the inline preview after each %%canvas cell.").tag(config=True)
     widgets = Bool(True, help="Include an ipywidgets form per function in the preview.").tag(config=True)
     allow_origins = List(
@@ -141,13 +144,15 @@ class LivePandasMagics(Magics):
         p.add_argument("--static", metavar="DIR")
         p.add_argument("--view", action="store_true")
         p.add_argument("--no-preview", action="store_true")
+        p.add_argument("--height", type=int, metavar="PIXELS")
         return p
 
     @cell_magic
     def canvas(self, line, cell):
         """Serve this cell's ``livepandas_<name>`` functions as canvas NAME (default ``default``).
 
-        Usage: ``%%canvas [NAME] [--port P] [--host H] [--html FILE] [--static DIR] [--view] [--no-preview]``
+        Usage: ``%%canvas [NAME] [--port P] [--host H] [--html FILE] [--static DIR] [--view] [--no-preview]
+        [--height PIXELS]``
 
         The cell runs in the notebook's namespace, so the functions see notebook variables.
         Running it again swaps the functions on the same port. With ``--view`` the cell body is
@@ -157,8 +162,14 @@ class LivePandasMagics(Magics):
         html = self._read(args.html, "HTML view") if args.html else None
         if args.static and not os.path.isdir(args.static):
             raise UsageError(f"%%canvas: static directory {args.static} does not exist")
+        if args.view and args.html:
+            raise UsageError("%%canvas: --view takes the view from the cell and --html from a file; use one of them")
         if args.view:
-            server = self._apply(lambda: self.manager.set_view(args.name, html=cell, static_dir=args.static))
+            server = self._apply(
+                lambda: self.manager.set_view(
+                    args.name, html=cell, static_dir=args.static, port=args.port, host=args.host
+                )
+            )
         else:
             canvas = self._run_cell(args.name, cell)
             current = self.manager.servers.get(args.name)
@@ -175,7 +186,7 @@ class LivePandasMagics(Magics):
             server = self._apply(lambda: self.manager.publish(args.name, canvas, port=args.port, host=args.host))
         if self.preview and not args.no_preview:
             # A view cell shows the view; the forms belong to the functions' cell.
-            self._show_preview(args.name, server, forms=not args.view)
+            self._show_preview(args.name, server, forms=not args.view, height=args.height)
 
     def _run_cell(self, name, cell):
         from .canvas import Canvas, collect_functions, defined_names
@@ -188,7 +199,7 @@ class LivePandasMagics(Magics):
         result = self.shell.run_cell(cell, store_history=False)
         if not result.success:
             kept = "keeps its functions" if name in self.manager.servers else "was not started"
-            raise UsageError(f"the %%canvas cell failed, so canvas {name!r} {kept} (error above)")
+            raise UsageError(f"%%canvas: the cell failed, so canvas {name!r} {kept} (error above)")
         functions = collect_functions(self.shell.user_ns, defined_names(tree))
         if not functions:
             raise UsageError(
@@ -204,10 +215,10 @@ class LivePandasMagics(Magics):
         self._apply_switch_interval()
         return server
 
-    def _show_preview(self, name, server, forms=True):
+    def _show_preview(self, name, server, forms=True, height=None):
         from .display import CanvasPreview
 
-        display(CanvasPreview(name, server, self.url_pattern))
+        display(CanvasPreview(name, server, self.url_pattern, iframe_height=height or self.height))
         if forms and self.widgets and server.canvas.functions:
             try:
                 from .widgets import canvas_forms

@@ -89,7 +89,7 @@ class CanvasManager:
     def _server(self, canvas, port, host, options):
         return FunctionServer(canvas, host=host, port=port, loop_thread=self.loop_thread, **options).start()
 
-    def set_view(self, name, html=None, static_dir=None):
+    def set_view(self, name, html=None, static_dir=None, *, port=None, host=None):
         """Replace the HTML view (and/or static directory) of canvas *name*, leaving its functions.
 
         A canvas that is not served yet is started with no functions, so the view can come first.
@@ -102,7 +102,7 @@ class CanvasManager:
                 changes["html"] = html
             if static_dir is not None:
                 changes["static_dir"] = static_dir
-            return self.publish(name, canvas.replace(**changes))
+            return self.publish(name, canvas.replace(**changes), port=port, host=host)
 
     def stop(self, name):
         """Stop canvas *name* and release its port."""

@@ -23,7 +23,7 @@ import websocket
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # Per cell and for kernel start-up: generous, a loaded CI machine must never turn a wait into a failure.
 TIMEOUT = 60
-PREVIEW = re.compile(r"^Canvas '(?P<name>[^']+)' on (?P<url>http://127\.0\.0\.1:(?P<port>\d+)/) \(\d+ functions\)")
+PREVIEW = re.compile(r"^Canvas '(?P<name>[^']+)' on (?P<url>http://127\.0\.0\.1:(?P<port>\d+)/) \(\d+ functions?\)")
 
 
 class Notebook:
@@ -174,7 +174,7 @@ def test_quickstart(notebook):
 
     assert load.outputs == [] and offset.outputs == []
     assert plain(functions)[0] == (
-        f"Canvas 'hello' on {url} (1 functions)\n"
+        f"Canvas 'hello' on {url} (1 function)\n"
         f"  add(x: float = 1, y: float = 2)\n"
         f"    GET {url}add?kwargs={{...}}   WS ws://127.0.0.1:{port}/add/ws"
     )

@@ -28,7 +28,7 @@ QUICKSTART = [
         "    return x + y + offset"
     ),
     new_code_cell(
-        "%%canvas hello --view\n"
+        "%%canvas hello --view --height 140\n"
         "<!DOCTYPE html>\n"
         "<html><head><meta charset=\"utf-8\"><script src=\"livepandas.js\"></script></head>\n"
         "<body style=\"font-family: sans-serif\">\n"
@@ -193,6 +193,8 @@ STREAMING = [
 
 def write(name, cells):
     nb = new_notebook(cells=cells)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating changes only what was edited
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     path = os.path.join(OUT, name)

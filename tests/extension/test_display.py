@@ -49,8 +49,9 @@ def test_preview_html_escapes_user_data(serve, clean_env):
     assert html.escape(EVIL_NAME) in page
     assert f'title="{html.escape(EVIL_NAME)} view"' in page
     signature = html.escape("(what: str = '<img src=x onerror=alert(2)>')")
-    assert f"<td><code>{signature}</code></td>" in page
+    assert f'<code style="white-space: nowrap">{signature}</code></td>' in page
     assert f'<iframe src="http://127.0.0.1:{srv.port}/"' in page
+    assert "height: 320px" in page
     # The only tags are the preview's own.
     tags = set(re.findall(r"<([a-z]+)", page))
     assert tags == {"div", "p", "strong", "code", "a", "table", "thead", "tbody", "tr", "th", "td", "iframe"}
@@ -139,7 +140,7 @@ def test_jupyterhub_urls_go_through_the_proxy_with_the_token(serve, monkeypatch,
     base = f"/user/x/proxy/{srv.port}/"
     assert canvas_urls(srv) == {"base": base, "view": base + "?token=t0k", "ws_base": base}
     assert repr(CanvasPreview("default", srv)) == (
-        f"Canvas 'default' on {base}?token=t0k (1 functions)\n"
+        f"Canvas 'default' on {base}?token=t0k (1 function)\n"
         f"  add(x: int = 1, y: int = 2)\n"
         f"    GET {base}add?kwargs={{...}}   WS {base}add/ws"
     )
@@ -186,7 +187,7 @@ def hub_canvas(shell, monkeypatch):
     captured = canvas(shell, "--view", "<p>the view</p>")
     port = server(shell).port
     first_line = captured.outputs[0].data["text/plain"].splitlines()[0]
-    match = re.fullmatch(r"Canvas 'default' on (/user/x/proxy/(\d+)/\?token=([\w-]+)) \(1 functions\)", first_line)
+    match = re.fullmatch(r"Canvas 'default' on (/user/x/proxy/(\d+)/\?token=([\w-]+)) \(1 function\)", first_line)
     assert match, first_line
     assert int(match.group(2)) == port
     assert f'<iframe src="{html.escape(match.group(1))}"' in captured.outputs[0].data["text/html"]

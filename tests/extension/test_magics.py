@@ -30,7 +30,7 @@ from extension_helpers import (
 from livepandas_ipython.extension import magics_for
 
 ADD = "def livepandas_add(x: int = 1, y: int = 2):\n    return x + y\n"
-CANVAS_USAGE = "usage: %%canvas [--port PORT] [--host HOST] [--html FILE] [--static DIR] [--view] [--no-preview] [name]"
+CANVAS_USAGE = "usage: %%canvas [--port PORT] [--host HOST] [--html FILE] [--static DIR] [--view] [--no-preview] [--height PIXELS] [name]"
 VALID = "Valid commands are: serve, stop, list, status, test, preview"
 
 
@@ -188,7 +188,7 @@ def test_view_sets_the_page_without_touching_the_functions(lp):
     assert result(port, "add", x=3) == 5
     # A view cell previews the view, not the forms.
     assert texts(captured) == [
-        f"Canvas 'default' on http://127.0.0.1:{port}/ (1 functions)\n"
+        f"Canvas 'default' on http://127.0.0.1:{port}/ (1 function)\n"
         f"  add(x: int = 1, y: int = 2)\n"
         f"    GET http://127.0.0.1:{port}/add?kwargs={{...}}   WS ws://127.0.0.1:{port}/add/ws\n"
         f"  view: http://127.0.0.1:{port}/"
@@ -208,6 +208,35 @@ def test_view_before_any_function_cell(lp):
     assert server(lp, "board").port == port
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=TIMEOUT).text == "<p>board</p>"
     assert result(port, "add") == 3
+
+
+def test_view_moves_to_the_port_it_names(lp, reserved_port):
+    port = reserved_port()
+    canvas(lp, "", ADD)
+    old = server(lp).port
+    canvas(lp, f"--view --port {port}", "<p>moved</p>")
+    assert server(lp).port == port
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=TIMEOUT).text == "<p>moved</p>"
+    assert result(port, "add") == 3
+    assert_port_free(old)
+
+
+def test_view_height_from_flag_and_trait(lp):
+    canvas(lp, "", ADD)
+    captured = canvas(lp, "--view --height 120", "<p>small</p>")
+    assert "height: 120px" in captured.outputs[0].data["text/html"]
+    lp.run_line_magic("config", "LivePandasMagics.height = 480")
+    captured = canvas(lp, "--view", "<p>tall</p>")
+    assert "height: 480px" in captured.outputs[0].data["text/html"]
+
+
+def test_view_and_html_file_conflict(lp, tmp_path):
+    view = tmp_path / "view.html"
+    view.write_text("<p>file</p>", encoding="utf-8")
+    message = usage_error(canvas, lp, f"--view --html {view}", "<p>cell</p>")
+    assert message == "%%canvas: --view takes the view from the cell and --html from a file; use one of them"
+    with pytest.raises(LookupError):
+        server(lp)
 
 
 def test_html_file_and_static_dir(lp, tmp_path):
@@ -309,7 +338,7 @@ def test_env_url_pattern_is_the_default(shell, monkeypatch):
     token = server(shell).security.token
     base = f"https://hub.example.org/user/me/proxy/{port}/"
     assert texts(captured)[0] == (
-        f"Canvas 'default' on {base}?token={token} (1 functions)\n"
+        f"Canvas 'default' on {base}?token={token} (1 function)\n"
         f"  add(x: int = 1, y: int = 2)\n"
         f"    GET {base}add?kwargs={{...}}   WS wss://hub.example.org/user/me/proxy/{port}/add/ws"
     )
@@ -334,7 +363,7 @@ def test_a_cell_that_raises_keeps_the_previous_functions(lp):
     message = usage_error(
         lp.run_cell_magic, "canvas", "", "def livepandas_add(x: int = 1, y: int = 2):\n    return 0\n1 / 0\n"
     )
-    assert message == "the %%canvas cell failed, so canvas 'default' keeps its functions (error above)"
+    assert message == "%%canvas: the cell failed, so canvas 'default' keeps its functions (error above)"
     assert result(port, "add") == 3
 
 
@@ -347,14 +376,14 @@ def test_the_error_of_a_failing_cell_is_shown(lp):
 
 def test_a_first_cell_that_raises_starts_nothing(lp):
     message = usage_error(lp.run_cell_magic, "canvas", "fresh", "def livepandas_add():\n    return 0\nundefined_name\n")
-    assert message == "the %%canvas cell failed, so canvas 'fresh' was not started (error above)"
+    assert message == "%%canvas: the cell failed, so canvas 'fresh' was not started (error above)"
     assert magics_for(lp).manager.servers == {}
 
 
 def test_a_cell_with_a_syntax_error(lp):
     canvas(lp, "", ADD)
     message = usage_error(lp.run_cell_magic, "canvas", "", "def livepandas_add(:\n    pass\n")
-    assert message == "the %%canvas cell failed, so canvas 'default' keeps its functions (error above)"
+    assert message == "%%canvas: the cell failed, so canvas 'default' keeps its functions (error above)"
     assert result(server(lp).port, "add") == 3
 
 
@@ -568,7 +597,7 @@ def test_serve_a_file(lp, tmp_path):
     captured = line_magic(lp, f"serve -P {code} -H {view}")
     port = server(lp, "shop").port
     assert texts(captured)[0].startswith(
-        f"Canvas 'shop' on http://127.0.0.1:{port}/ (1 functions)\n  total(n: int = 1)\n"
+        f"Canvas 'shop' on http://127.0.0.1:{port}/ (1 function)\n  total(n: int = 1)\n"
     )
     assert result(port, "total", n=4) == 12
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=TIMEOUT).text == "<p>shop</p>"
@@ -598,7 +627,7 @@ def test_preview_shows_text_html_and_forms(lp):
     captured = line_magic(lp, "preview")
     preview, forms = captured.outputs
     assert preview.data["text/plain"] == (
-        f"Canvas 'default' on http://127.0.0.1:{port}/ (1 functions)\n"
+        f"Canvas 'default' on http://127.0.0.1:{port}/ (1 function)\n"
         f"  add(x: int = 1, y: int = 2)\n"
         f"    GET http://127.0.0.1:{port}/add?kwargs={{...}}   WS ws://127.0.0.1:{port}/add/ws"
     )
