@@ -6,7 +6,6 @@ or any client would; after the kernel shuts down its process must be gone and it
 
 import ast
 import contextlib
-import errno
 import json
 import re
 import socket
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
+from testsupport import assert_port_free
 
 # nbformat and nbclient are imported where used: nbformat brings ~130,000 objects (its JSON
 # schemas), which every later gc.collect() of the suite would walk (tests/conftest.py collects
@@ -89,18 +89,6 @@ def result_of(cell):
     return output.data["text/plain"]
 
 
-def assert_port_free(port):
-    sock = socket.socket()
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-        except OSError as exc:
-            assert exc.errno != errno.EADDRINUSE, f"port {port} is still in use after the kernel shut down"
-            raise
-    finally:
-        sock.close()
 
 
 @pytest.fixture

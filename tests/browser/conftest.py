@@ -17,19 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from testsupport import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # the tests may run as root
-    "--disable-gpu",
-    # No traffic of Chromium's own: the test machines have no network.
-    "--disable-quic",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 # Generous: a loaded CI machine must never turn a wait into a failure.
 START_TIMEOUT = 30
 STOP_TIMEOUT = 15

@@ -58,20 +58,11 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from testsupport import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # the tests may run as root
-    "--disable-gpu",
-    # No traffic of Chromium's own: the test machines have no network.
-    "--disable-quic",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 # Generous: a loaded 2-core machine must never turn a wait into a failure.
 START_TIMEOUT = 90

@@ -2,7 +2,6 @@
 recording comm for widgets.
 """
 
-import errno
 import json
 import socket
 import uuid
@@ -12,6 +11,7 @@ import ipywidgets
 import requests
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from testsupport import assert_port_free  # noqa: F401 (re-exported)
 
 # Generous: a loaded 2-core CI machine must never turn a wait into a failure.
 TIMEOUT = 30
@@ -59,19 +59,6 @@ def result(port, function, **kwargs):
     return reply.json()["result"]
 
 
-def assert_port_free(port):
-    """Bind and listen on *port* as a new server would (SO_REUSEADDR: TIME_WAIT is not "in use")."""
-    sock = socket.socket()
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-        except OSError as exc:
-            assert exc.errno != errno.EADDRINUSE, f"port {port} is still in use"
-            raise
-    finally:
-        sock.close()
 
 
 class RecordingComm:
