@@ -32,6 +32,16 @@ class Function:
     is_async: bool = False
     is_stream: bool = False
     doc: str = ""
+    # (names, required names) when binding keywords is a matter of set inclusion; None otherwise.
+    _keywords: tuple = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        params = self.signature.parameters.values()
+        simple = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        if all(p.kind in simple for p in params):
+            names = frozenset(p.name for p in params)
+            required = frozenset(p.name for p in params if p.default is p.empty)
+            object.__setattr__(self, "_keywords", (names, required))
 
     @classmethod
     def from_callable(cls, name, func):
@@ -49,8 +59,15 @@ class Function:
             doc=inspect.getdoc(func) or "",
         )
 
+    def accepts(self, kwargs):
+        """True when *kwargs* surely binds (a quick test; :meth:`check` has the last word)."""
+        keywords = self._keywords
+        return keywords is not None and kwargs.keys() <= keywords[0] and keywords[1] <= kwargs.keys()
+
     def check(self, kwargs):
         """Raise :class:`BadArguments` unless *kwargs* binds to the signature."""
+        if self.accepts(kwargs):
+            return
         try:
             self.signature.bind(**kwargs)
         except TypeError as exc:

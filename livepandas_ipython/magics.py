@@ -74,6 +74,13 @@ class LivePandasMagics(Magics):
         Unicode(), help="Browser origins allowed to call canvases cross-site ('*' for any)."
     ).tag(config=True)
     max_workers = Integer(0, help="Threads for plain functions per canvas (0: min(32, cpus + 4)).").tag(config=True)
+    inline_budget = Float(
+        0.001,
+        help="Seconds. A plain function whose calls keep within this budget (five in a row on the thread pool) "
+        "is then called on the server's own thread, saving a thread hand-off and, in a busy kernel, two waits "
+        "for the GIL per call; its first call over the budget sends it back to the pool for good. 0: always "
+        "use the pool.",
+    ).tag(config=True)
 
     switch_interval = Float(
         help="The interpreter's thread switch interval (sys.setswitchinterval), in seconds, while canvases "
@@ -120,6 +127,7 @@ class LivePandasMagics(Magics):
             debug=self.debug,
             allow_origins=tuple(self.allow_origins),
             max_workers=self.max_workers or None,
+            inline_budget=self.inline_budget,
         )
         return manager
 

@@ -24,6 +24,7 @@ import threading
 import time
 
 from ..errors import ServerError
+from .calls import CallCosts
 from .security import TOKEN_COOKIE, Security, is_loopback_host, new_token
 from .thread import LoopThread
 
@@ -32,6 +33,7 @@ __all__ = ["FunctionServer", "ServerStats"]
 log = logging.getLogger("livepandas.server")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_INLINE_BUDGET = 0.001
 
 
 class ServerStats:
@@ -42,9 +44,11 @@ class ServerStats:
         self.errors = {}
         self.last_error = None
         self.sockets = 0
+        self.last_activity = time.time()  # wall time of the last call or WebSocket message
 
     def started(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
+        self.last_activity = time.time()
 
     def failed(self, name, exc):
         self.errors[name] = self.errors.get(name, 0) + 1
@@ -80,6 +84,10 @@ class FunctionServer:
         Largest request body accepted, in bytes (413 beyond; default 10 MiB).
     max_message_size : int
         Largest WebSocket message accepted, in bytes (default 10 MiB; larger closes with 1009).
+    inline_budget : float
+        Seconds. A plain function whose calls (with the encoding of their results) keep within
+        this budget is called on the loop thread instead of the pool, which saves a thread
+        hand-off per call; see :mod:`.calls`. 0 sends every call to the pool. Default 1 ms.
     log_requests : bool
         Log every request to the ``tornado.access`` logger.
     loop_thread : LoopThread, optional
@@ -100,8 +108,10 @@ class FunctionServer:
         max_body_size=DEFAULT_MAX_BODY,
         max_message_size=DEFAULT_MAX_BODY,
         log_requests=False,
+        inline_budget=DEFAULT_INLINE_BUDGET,
         loop_thread=None,
     ):
+        self.costs = CallCosts(inline_budget)
         self.canvas = canvas
         self.host = host
         self.requested_port = port
@@ -135,6 +145,16 @@ class FunctionServer:
     def __repr__(self):
         state = f"on {self.url}" if self.running else "stopped"
         return f"<FunctionServer {self.canvas.name!r} {state}>"
+
+    @property
+    def canvas(self):
+        """The :class:`~livepandas_ipython.canvas.Canvas` served; assign to swap it atomically."""
+        return self._canvas
+
+    @canvas.setter
+    def canvas(self, canvas):
+        self._canvas = canvas
+        self.costs.clear()  # costs are per function object; drop the old code's
 
     # -- lifecycle --------------------------------------------------------------------------
 

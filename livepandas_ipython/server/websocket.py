@@ -16,7 +16,7 @@ import tornado.websocket
 
 from .. import jsonutil
 from ..errors import RequestError
-from .calls import Deferred, iterate, run_call
+from .calls import Deferred, call_inline, finish_deferred, iterate, run_call
 from .handlers import BaseHandler, error_body, parse_kwargs
 
 
@@ -53,9 +53,54 @@ class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def on_message(self, message):
         # Queue and return: Tornado reads no further frame (a close included) until on_message
         # returns, so a long stream must not run inside it. Replies stay in message order.
+        idle = not self._inbox and (self._worker is None or self._worker.done())
+        if idle and self._answer_now(message):
+            return
         self._inbox.append(message)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.ensure_future(self._drain())
+
+    def _answer_now(self, message):
+        """Answer a call of an inlined function at once, without a task: the hot path, kept flat.
+
+        Anything unusual (bad JSON, arguments needing a full check, a generator or awaitable
+        returned) returns False, or hands over to a task, and takes the general path.
+        """
+        server = self.server
+        fn = server.canvas.functions.get(self.name)
+        if fn is None or not server.costs.inline(fn):
+            return False
+        try:
+            kwargs = jsonutil.loads(message)
+        except ValueError:
+            return False
+        if type(kwargs) is not dict or not fn.accepts(kwargs):
+            return False
+        server.stats.started(fn.name)
+        try:
+            outcome = call_inline(server, fn, kwargs)
+        except Exception as exc:
+            server.stats.failed(fn.name, exc)
+            self._send(error_body(exc, debug=server.debug))
+            return True
+        if type(outcome) is bytes:
+            try:
+                self.write_message(outcome)
+            except tornado.websocket.WebSocketClosedError:
+                pass
+        else:  # a plain function that returned a generator or an awaitable
+            self._worker = asyncio.ensure_future(self._finish(fn, outcome))
+        return True
+
+    async def _finish(self, fn, outcome):
+        try:
+            outcome = await finish_deferred(outcome)
+        except Exception as exc:
+            self.server.stats.failed(fn.name, exc)
+            self._send(error_body(exc, debug=self.server.debug))
+        else:
+            await self._reply(fn, outcome)
+        await self._drain()
 
     async def _drain(self):
         while self._inbox:
@@ -75,6 +120,10 @@ class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         except Exception as exc:
             server.stats.failed(fn.name, exc)
             return self._send(error_body(exc, debug=server.debug))
+        await self._reply(fn, outcome)
+
+    async def _reply(self, fn, outcome):
+        server = self.server
         if not isinstance(outcome, Deferred):
             return self._send_raw(outcome)
         async with aclosing(iterate(server, outcome.value)) as events:
@@ -97,11 +146,11 @@ class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return self._send_raw(jsonutil.dumps(error_body(exc)))
 
     def _send_raw(self, data):
-        """Send one text message; False when the socket has closed."""
+        """Send one text message (*data*: UTF-8 JSON bytes); False when the socket has closed."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return False
         try:
-            self.write_message(data.decode("utf-8"))
+            self.write_message(data)  # bytes go out as they are, in a text frame
         except tornado.websocket.WebSocketClosedError:
             return False
         return True
