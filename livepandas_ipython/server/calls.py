@@ -47,10 +47,22 @@ class CallCosts:
         self._inline = set()
         self._runs = {}
         self._needed = {}
+        self._deferred = set()
 
     def inline(self, fn):
         """True when *fn* (a plain :class:`~livepandas_ipython.canvas.Function`) runs on the loop."""
         return fn.func in self._inline
+
+    def fast(self, fn):
+        """True when *fn* runs inline and has only ever returned plain values (no stream or
+        awaitable): the HTTP fast path may answer it (see :mod:`.fastpath`)."""
+        func = fn.func
+        return func in self._inline and func not in self._deferred
+
+    def returned(self, func, outcome):
+        """Note what a call of *func* returned."""
+        if type(outcome) is not bytes:
+            self._deferred.add(func)
 
     def pooled(self, func, elapsed):
         """Record a pool call of *func* that took *elapsed* seconds."""
@@ -75,6 +87,7 @@ class CallCosts:
         self._inline = set()
         self._runs = {}
         self._needed = {}
+        self._deferred = set()
 
 
 class Deferred:
@@ -114,9 +127,11 @@ def _timed_call(costs, func, kwargs):
     """On a pool thread: call and encode, and record how long that took."""
     start = time.perf_counter()
     try:
-        return _call_and_encode(func, kwargs)
+        outcome = _call_and_encode(func, kwargs)
     finally:
         costs.pooled(func, time.perf_counter() - start)
+    costs.returned(func, outcome)
+    return outcome
 
 
 def call_inline(server, fn, kwargs):
@@ -126,9 +141,12 @@ def call_inline(server, fn, kwargs):
     """
     start = time.perf_counter()
     try:
-        return _call_and_encode(fn.func, kwargs)
+        outcome = _call_and_encode(fn.func, kwargs)
     finally:
         server.costs.inlined(fn.func, time.perf_counter() - start)
+    if type(outcome) is not bytes:
+        server.costs.returned(fn.func, outcome)
+    return outcome
 
 
 async def run_call(server, fn, kwargs):

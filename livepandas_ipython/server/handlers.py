@@ -43,6 +43,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # Function calls and /_functions refuse cross-site browsers; pages only check Host/token.
     calls = True
+    _in_prepare = False  # set by FunctionHandler while its prepare() runs
 
     def initialize(self, server):
         self.server = server
@@ -86,6 +87,10 @@ class BaseHandler(tornado.web.RequestHandler):
         status = status or getattr(exc, "status", 500)
         self.clear()
         self.set_default_headers()
+        if self._in_prepare:
+            # Answered before a streamed body was read: Tornado then drops the connection, so
+            # say so, or a keep-alive client sends its next request into a closed socket.
+            self.set_header("Connection", "close")
         self.set_status(status)
         self.set_header("Content-Type", _JSON)
         self.finish(jsonutil.dumps(error_body(exc, debug=self.server.debug)))
@@ -118,6 +123,13 @@ class FunctionHandler(BaseHandler):
     """
 
     def prepare(self):
+        self._in_prepare = True
+        try:
+            self._prepare()
+        finally:
+            self._in_prepare = False
+
+    def _prepare(self):
         super().prepare()
         if self._finished:
             return
@@ -197,17 +209,9 @@ class FunctionHandler(BaseHandler):
         try:
             async with aclosing(iterate(self.server, gen)) as events:
                 async for kind, value in events:
+                    self.write(fmt % encode_chunk(stream_message(self.server, fn, kind, value)))
                     if kind == "partial":
-                        self.write(fmt % _encode_chunk({"partial": value}))
                         await self.flush()
-                        continue
-                    if kind == "result":
-                        message = {"result": value, "done": True}
-                    else:
-                        self.server.stats.failed(fn.name, value)
-                        message = error_body(value, debug=self.server.debug)
-                        message["done"] = True
-                    self.write(fmt % _encode_chunk(message))
             self.finish()
         except StreamClosedError:
             pass  # the client went away; leaving the block closed the generator
@@ -295,7 +299,20 @@ def _too_large_message(limit):
     return f"request body is over the limit of {limit} bytes (max_body_size)"
 
 
-def _encode_chunk(message):
+def stream_message(server, fn, kind, value):
+    """The message for one event of :func:`.calls.iterate`: ``{"partial"}``, the final
+    ``{"result", "done"}``, or the error object with ``"done"`` (counted as a failure)."""
+    if kind == "partial":
+        return {"partial": value}
+    if kind == "result":
+        return {"result": value, "done": True}
+    server.stats.failed(fn.name, value)
+    message = error_body(value, debug=server.debug)
+    message["done"] = True
+    return message
+
+
+def encode_chunk(message):
     """Encode one stream message; a chunk that can't be encoded becomes an error message."""
     try:
         return jsonutil.dumps(message)

@@ -198,9 +198,11 @@ class FunctionServer:
         from tornado.httpserver import HTTPServer
 
         from .app import make_app
+        from .fastpath import FastRouter
 
         self.loop = asyncio.get_running_loop()
-        server = HTTPServer(make_app(self), max_body_size=self.max_body_size)
+        self.app = make_app(self)
+        server = HTTPServer(FastRouter(self, self.app), max_body_size=self.max_body_size)
         server.add_sockets(sockets)
         self._http_server = server
 

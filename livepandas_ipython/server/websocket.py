@@ -17,7 +17,7 @@ import tornado.websocket
 from .. import jsonutil
 from ..errors import RequestError
 from .calls import Deferred, call_inline, finish_deferred, iterate, run_call
-from .handlers import BaseHandler, error_body, parse_kwargs
+from .handlers import BaseHandler, error_body, parse_kwargs, stream_message
 
 
 class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -128,15 +128,7 @@ class FunctionSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return self._send_raw(outcome)
         async with aclosing(iterate(server, outcome.value)) as events:
             async for kind, value in events:
-                if kind == "partial":
-                    message = {"partial": value}
-                elif kind == "result":
-                    message = {"result": value, "done": True}
-                else:
-                    server.stats.failed(fn.name, value)
-                    message = error_body(value, debug=server.debug)
-                    message["done"] = True
-                if not self._send(message):
+                if not self._send(stream_message(server, fn, kind, value)):
                     return
 
     def _send(self, obj):

@@ -318,3 +318,15 @@ def test_websocket_token(serve, canvas):
     assert ws_status(server) == (403, TOKEN_NEEDED)
     assert ws_status(server, path_query=f"?token={server.security.token}") == (101, {"result": 42})
     assert ws_status(server, header=[f"Authorization: token {server.security.token}"]) == (101, {"result": 42})
+
+
+def test_a_keep_alive_client_carries_on_after_a_refused_post(serve, canvas):
+    """A refusal sent before the body is read closes the connection, and says so."""
+    server = serve(canvas)
+    base = f"http://127.0.0.1:{server.port}/add"
+    with requests.Session() as session:
+        refused = session.post(base, data='{"x": 1, "y": 2}', headers={"Origin": "http://evil.example"}, timeout=10)
+        assert refused.status_code == 403
+        assert refused.headers["Connection"] == "close"
+        again = session.post(base, data='{"x": 1, "y": 2}', timeout=10)
+        assert again.status_code == 200 and again.json() == {"result": 3}
