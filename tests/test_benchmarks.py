@@ -48,3 +48,11 @@ def test_kernel_benchmark_serves_from_a_busy_kernel(tmp_path):
     data = json.loads(out.read_text())
     busy = [row for row in data["rows"] if row.get("kernel") == "busy"]
     assert busy and all(row["errors"] == 0 and row["rps"] > 0 for row in busy), text
+
+
+def test_sessions_benchmark_measures_warm_cold_and_bare_starts(tmp_path):
+    out = tmp_path / "sessions.json"
+    text = run_bench("bench_sessions.py", "--json", str(out))
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"baseline", "warm", "cold"}, text
+    assert all(summary[kind]["first_call"]["p50"] > 0 for kind in summary)
