@@ -288,9 +288,9 @@ def test_client_errors_and_rows(page, hello_server):
     # The same over a WebSocket: the handshake is refused, the call rejects.
     error = page.evaluate(
         """() => livepandas.socket("nope").call({}).then(
-             (result) => ({resolved: result}), (err) => ({message: err.message}))"""
+             (result) => ({resolved: result}), (err) => ({message: err.message, type: err.type}))"""
     )
-    assert error == {"message": "WebSocket to nope failed"}
+    assert error == {"message": "WebSocket to nope failed", "type": "ConnectionError"}
 
     # Bad arguments: a 400 with the server's message.
     error = page.evaluate(
@@ -307,10 +307,19 @@ def test_client_errors_and_rows(page, hello_server):
              socket.close();
              await new Promise((resolve) => socket.ws.addEventListener("close", resolve));
              return socket.call({x: 2, y: 2}).then(
-               (result) => ({first, resolved: result}), (err) => ({first, message: err.message}));
+               (result) => ({first, resolved: result}), (err) => ({first, message: err.message, type: err.type}));
            }"""
     )
-    assert error == {"first": 2, "message": "WebSocket closed"}
+    assert error == {"first": 2, "message": "WebSocket closed", "type": "ConnectionError"}
+
+    # A server that can't be reached at all: a ConnectionError, status 0, for calls and streams.
+    hello_server.stop()
+    for method in ("call", "stream"):
+        error = page.evaluate(
+            f"""() => livepandas.{method}("add", {{x: 1, y: 2}}).then(
+                 (result) => ({{resolved: result}}), (err) => ({{type: err.type, status: err.status}}))"""
+        )
+        assert error == {"type": "ConnectionError", "status": 0}
 
     frame = {"columns": ["city", "units"], "index": [10, 11, 12], "data": [["Lisbon", "Osaka", "Lisbon"], [3, 5, 8]]}
     assert page.evaluate("(frame) => livepandas.rows(frame)", frame) == [

@@ -6,7 +6,8 @@
  *   s.call({x: 1, y: 2}).then(result => ...); s.close();
  *   livepandas.rows(frame)   // a DataFrame result ({columns, index, data}) as an array of records
  *
- * Errors reject with an Error whose .type is the exception's type and .status the HTTP status.
+ * Errors reject with an Error whose .type is the exception's type and .status the HTTP status;
+ * a server that can't be reached (or a closed WebSocket) gives .type "ConnectionError", .status 0.
  * URLs are relative to this script's own URL, so views work behind a proxy prefix too.
  */
 (function (root) {
@@ -23,12 +24,25 @@
     return err;
   }
 
+  function connectionError(message) {
+    var err = new Error(message);
+    err.type = "ConnectionError";
+    err.status = 0;
+    return err;
+  }
+
+  function fetchOrFail(name, options) {
+    return fetch(url(name, options.kwargs), options.init).catch(function () {
+      throw connectionError("cannot reach the canvas server for " + name);
+    });
+  }
+
   function url(name, kwargs) {
     return base + encodeURIComponent(name) + "?kwargs=" + encodeURIComponent(JSON.stringify(kwargs || {}));
   }
 
   function call(name, kwargs) {
-    return fetch(url(name, kwargs), {credentials: "same-origin"}).then(function (response) {
+    return fetchOrFail(name, {kwargs: kwargs, init: {credentials: "same-origin"}}).then(function (response) {
       return response.json().then(function (body) {
         if (!response.ok || "exception" in body) throw callError(body, response.status);
         return body.result;
@@ -37,9 +51,9 @@
   }
 
   function stream(name, kwargs, onPartial) {
-    return fetch(url(name, kwargs), {
-      credentials: "same-origin",
-      headers: {Accept: "application/x-ndjson"}
+    return fetchOrFail(name, {
+      kwargs: kwargs,
+      init: {credentials: "same-origin", headers: {Accept: "application/x-ndjson"}}
     }).then(function (response) {
       var type = response.headers.get("Content-Type") || "";
       if (type.indexOf("application/x-ndjson") !== 0) {
@@ -83,7 +97,7 @@
     var pending = [];   // replies come back in order, one per message
     var ready = new Promise(function (resolve, reject) {
       ws.addEventListener("open", function () { resolve(handle); });
-      ws.addEventListener("error", function () { reject(new Error("WebSocket to " + name + " failed")); });
+      ws.addEventListener("error", function () { reject(connectionError("WebSocket to " + name + " failed")); });
     });
     ws.addEventListener("message", function (event) {
       var msg = JSON.parse(event.data);
@@ -95,7 +109,7 @@
       else head.resolve(msg.result);
     });
     ws.addEventListener("close", function () {
-      pending.splice(0).forEach(function (p) { p.reject(new Error("WebSocket closed")); });
+      pending.splice(0).forEach(function (p) { p.reject(connectionError("WebSocket closed")); });
     });
     var handle = {
       ws: ws,
@@ -104,7 +118,7 @@
         return ready.then(function () {
           return new Promise(function (resolve, reject) {
             // send() on a closed socket drops the message silently: the call would never settle.
-            if (ws.readyState !== WebSocket.OPEN) return reject(new Error("WebSocket closed"));
+            if (ws.readyState !== WebSocket.OPEN) return reject(connectionError("WebSocket closed"));
             pending.push({resolve: resolve, reject: reject, onPartial: onPartial});
             ws.send(JSON.stringify(kwargs || {}));
           });
