@@ -52,10 +52,23 @@ def build_parser():
     token.add_argument(
         "--no-token", action="store_true", help="serve a non-loopback address without a token (anyone may call)"
     )
+    parser.add_argument(
+        "--call-timeout", type=_seconds, metavar="SECONDS", help="answer 504 for a call not done in SECONDS (default: no limit)"
+    )
     parser.add_argument("--debug", action="store_true", help="include tracebacks in error replies")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--version", action="version", version=f"livepandas {__version__}")
     return parser
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise __import__("argparse").ArgumentTypeError(f"must be a number of seconds (0: no limit), not {text!r}")
+    return value
 
 
 def main(argv=None):
@@ -115,6 +128,7 @@ def _serve(args):
         allow_origins=args.allow_origin,
         debug=args.debug,
         log_requests=args.verbose,
+        call_timeout=args.call_timeout or None,
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

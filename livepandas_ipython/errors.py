@@ -12,7 +12,9 @@ Every error subclasses the builtin it resembles, so callers can catch either::
                │    └── BadArguments (TypeError)      400: kwargs don't bind to the signature
                ├── Forbidden (PermissionError)        403: foreign Host, cross-site, bad token
                ├── FunctionNotFound (LookupError)     404: no such ``livepandas_<name>``
-               └── PayloadTooLarge (ValueError)       413: body over the configured limit
+               ├── PayloadTooLarge (ValueError)       413: body over the configured limit
+               ├── ServerBusy (RuntimeError)          503: every pool thread holds a timed-out call
+               └── CallTimeout (TimeoutError)         504: a call ran over ``call_timeout``
 
 Errors raised *by a user's function* are not wrapped: the server answers 500 with the
 function's own exception type and message.
@@ -29,6 +31,8 @@ __all__ = [
     "Forbidden",
     "FunctionNotFound",
     "PayloadTooLarge",
+    "ServerBusy",
+    "CallTimeout",
 ]
 
 
@@ -84,3 +88,15 @@ class FunctionNotFound(RequestError, LookupError):
 
 class PayloadTooLarge(RequestError, ValueError):
     status = 413
+
+
+class ServerBusy(RequestError, RuntimeError):
+    """Every thread of the server's pool is still running a call that timed out."""
+
+    status = 503
+
+
+class CallTimeout(RequestError, TimeoutError):
+    """A call (or a stream's step) did not finish within the server's ``call_timeout``."""
+
+    status = 504

@@ -82,6 +82,15 @@ class LivePandasMagics(Magics):
         "use the pool.",
     ).tag(config=True)
 
+    call_timeout = Float(
+        None,
+        allow_none=True,
+        min=0.0,
+        help="Seconds a call (or a stream's step) may take before it answers 504 CallTimeout; None or 0: no "
+        "limit. A timed-out plain function keeps its thread until it returns (threads can't be stopped); "
+        "while every thread of a canvas holds one, calls answer 503 ServerBusy. Turns inline_budget off.",
+    ).tag(config=True)
+
     switch_interval = Float(
         help="The interpreter's thread switch interval (sys.setswitchinterval), in seconds, while canvases "
         "are served. A busy cell and the server thread share the GIL: with Python's default of 5 ms every "
@@ -128,6 +137,7 @@ class LivePandasMagics(Magics):
             allow_origins=tuple(self.allow_origins),
             max_workers=self.max_workers or None,
             inline_budget=self.inline_budget,
+            call_timeout=self.call_timeout or None,
         )
         return manager
 

@@ -22,7 +22,7 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 
 from .. import jsonutil
-from ..errors import BadRequest, PayloadTooLarge, RequestError
+from ..errors import BadRequest, CallTimeout, PayloadTooLarge, RequestError, ServerBusy
 from . import pages
 from .calls import Deferred, iterate, run_call
 
@@ -168,7 +168,10 @@ class FunctionHandler(BaseHandler):
         ctype = request.headers.get("Content-Type", "")
         if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             fields = {}
-            httputil.parse_body_arguments(ctype, body, fields, {}, request.headers)
+            try:
+                httputil.parse_body_arguments(ctype, body, fields, {}, request.headers)
+            except httputil.HTTPInputError as exc:  # a malformed form is the client's error, not a 500
+                return self.reply_error(BadRequest(f"malformed form body: {exc}"))
             raw = fields.get("kwargs")
             if raw is None and fields:
                 return self.reply_error(BadRequest("a form body needs a field 'kwargs' holding a JSON object"))
@@ -191,6 +194,9 @@ class FunctionHandler(BaseHandler):
         server.stats.started(name)
         try:
             outcome = await run_call(server, fn, kwargs)
+        except (CallTimeout, ServerBusy) as exc:
+            server.stats.failed(name, exc)
+            return self.reply_error(exc)
         except Exception as exc:
             server.stats.failed(name, exc)
             return self.reply_error(exc, 500)

@@ -15,7 +15,6 @@ the loop thread. ``start``/``stop`` may be called from any thread except the loo
 """
 
 import asyncio
-import concurrent.futures
 import errno
 import logging
 import os
@@ -24,7 +23,7 @@ import threading
 import time
 
 from ..errors import ServerError
-from .calls import CallCosts
+from .calls import CallCosts, CallPool
 from .security import TOKEN_COOKIE, Security, is_loopback_host, new_token
 from .thread import LoopThread
 
@@ -88,6 +87,12 @@ class FunctionServer:
         Seconds. A plain function whose calls (with the encoding of their results) keep within
         this budget is called on the loop thread instead of the pool, which saves a thread
         hand-off per call; see :mod:`.calls`. 0 sends every call to the pool. Default 1 ms.
+    call_timeout : float, optional
+        Seconds. A call that has not returned by then answers ``504``
+        (:class:`~livepandas_ipython.errors.CallTimeout`); for streams, each step. ``None``
+        (default): no limit. A timed-out plain function keeps its pool thread until it returns
+        (threads can't be stopped); while every thread holds one, pool calls answer ``503``
+        (:class:`~livepandas_ipython.errors.ServerBusy`). Turns inlining off.
     log_requests : bool
         Log every request to the ``tornado.access`` logger.
     loop_thread : LoopThread, optional
@@ -109,9 +114,15 @@ class FunctionServer:
         max_message_size=DEFAULT_MAX_BODY,
         log_requests=False,
         inline_budget=DEFAULT_INLINE_BUDGET,
+        call_timeout=None,
         loop_thread=None,
     ):
-        self.costs = CallCosts(inline_budget)
+        if call_timeout is not None and not call_timeout > 0:
+            raise ValueError(f"call_timeout must be a positive number of seconds or None, not {call_timeout!r}")
+        self.call_timeout = call_timeout
+        self.stuck_calls = set()  # pool futures of timed-out calls still running (see .calls)
+        # A call on the loop could never be timed out: with a timeout, every call uses the pool.
+        self.costs = CallCosts(inline_budget if call_timeout is None else 0)
         self.canvas = canvas
         self.host = host
         self.requested_port = port
@@ -182,7 +193,7 @@ class FunctionServer:
             elif not self._loop_thread.running:
                 self._loop_thread.start()
             self.port = sockets[0].getsockname()[1]
-            self.pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="livepandas-call")
+            self.pool = CallPool(self.max_workers)
             try:
                 self._loop_thread.call(self._start_on_loop, sockets)
             except BaseException:
