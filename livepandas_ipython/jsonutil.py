@@ -9,6 +9,8 @@ What values become
 - numpy arrays → nested lists; numpy scalars → numbers / booleans.
 - ``datetime``/``date``/``time`` and ``pandas.Timestamp`` → ISO 8601 strings; ``NaT``/``pd.NA`` → ``null``.
 - ``timedelta``/``pandas.Timedelta`` → seconds as a number.
+- integers of any size → JSON numbers with every digit (beyond 64 bits, JavaScript's
+  ``JSON.parse`` rounds them, as it does any integer beyond 2**53).
 - ``Decimal`` → a JSON number with every digit kept (``Decimal('NaN')`` → ``null``).
 - ``set``/``frozenset`` → a list (sorted when the items sort).
 - dataclasses → objects; ``enum`` members → their value; ``uuid.UUID`` and paths → strings;
@@ -46,7 +48,38 @@ loads = orjson.loads
 
 def dumps(obj):
     """Encode *obj* as JSON bytes (see the module docstring for what each type becomes)."""
-    return orjson.dumps(obj, default=default, option=_OPTIONS)
+    try:
+        return orjson.dumps(obj, default=default, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+    # Integers beyond 64 bits are valid JSON, but orjson won't write them: a slower second pass
+    # writes them as their digits (only values that hold one pay for it).
+    return orjson.dumps(_wide(obj), default=_wide_default, option=_OPTIONS)
+
+
+def _wide(obj):
+    """*obj* with every integer beyond 64 bits, in lists, tuples and dicts, as a digits Fragment."""
+    kind = type(obj)
+    if kind is int or (isinstance(obj, int) and not isinstance(obj, bool) and kind.__module__ != "numpy"):
+        return obj if -(2**63) <= obj < 2**64 else orjson.Fragment(str(int(obj)))
+    if isinstance(obj, dict):
+        return {_wide_key(key): _wide(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_wide(value) for value in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # orjson writes these itself
+        return _wide(dataclasses.asdict(obj))
+    return obj
+
+
+def _wide_key(key):
+    if isinstance(key, int) and not isinstance(key, bool) and not -(2**63) <= key < 2**64:
+        return str(int(key))
+    return key
+
+
+def _wide_default(obj):
+    return _wide(default(obj))
 
 
 def default(obj):

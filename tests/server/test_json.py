@@ -155,6 +155,16 @@ class Opaque:
     pass
 
 
+def test_integers_beyond_64_bits_keep_every_digit():
+    assert dumps(2**64 - 1) == b"18446744073709551615"  # still orjson's fast path
+    assert dumps(-(2**63)) == b"-9223372036854775808"
+    assert dumps([1, -(2**80), (2**100,)]) == b"[1,-1208925819614629174706176,[1267650600228229401496703205376]]"
+    assert dumps({"a": 2**64, 2**65: True}) == b'{"a":18446744073709551616,"36893488147419103232":true}'
+    assert dumps(Point(2**70, 0.5)) == b'{"x":1180591620717411303424,"y":0.5}'  # dataclass
+    assert dumps({"s": {2**70, 1}, "nan": float("nan")}) == b'{"s":[1,1180591620717411303424],"nan":null}'
+    assert json.loads(dumps({"big": 10**30}))["big"] == 10**30
+
+
 def test_unsupported_type_raises_type_error_naming_it():
     with pytest.raises(TypeError, match="Opaque"):
         dumps({"x": [Opaque()]})
@@ -420,6 +430,21 @@ def test_numpy_and_python_values_end_to_end(serve, np):
             "point": {"x": 1, "y": 2.5},
         }
     }
+
+
+def test_big_integer_result_end_to_end(serve):
+    server = serve({"factorial": lambda n=25: __import__("math").factorial(n)})
+    base = f"http://127.0.0.1:{server.port}/factorial"
+    for _ in range(8):  # on the pool, then inlined and on the fast path: the same answer
+        r = requests.get(base, params={"kwargs": '{"n": 25}'}, timeout=TIMEOUT)
+        assert r.status_code == 200
+        assert r.text == '{"result":15511210043330985984000000}'
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/factorial/ws", timeout=TIMEOUT)
+    try:
+        ws.send('{"n": 30}')
+        assert ws.recv() == '{"result":265252859812191058636308480000000}'
+    finally:
+        ws.close()
 
 
 def test_unencodable_result_end_to_end(serve):
