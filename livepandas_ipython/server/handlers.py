@@ -104,8 +104,19 @@ class BaseHandler(tornado.web.RequestHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         elif isinstance(exc, RequestError):
             message = str(exc)
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.set_header("Content-Type", _JSON)
         self.finish(jsonutil.dumps({"exception": message, "type": reason.replace(" ", "")}))
+
+    @classmethod
+    def allowed_methods(cls):
+        """The HTTP methods this handler answers (for ``Allow`` on a 405)."""
+        return [
+            method
+            for method in cls.SUPPORTED_METHODS
+            if getattr(cls, method.lower()) is not getattr(tornado.web.RequestHandler, method.lower())
+        ]
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, (tornado.web.HTTPError, RequestError)):

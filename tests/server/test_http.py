@@ -191,12 +191,21 @@ def test_unknown_path_is_404_json(server, path):
 
 
 @pytest.mark.parametrize(
-    "method, path", [("PUT", "add"), ("DELETE", "add"), ("PATCH", "add"), ("POST", ""), ("POST", "_functions")]
+    "method, path, allow",
+    [
+        ("PUT", "add", "GET, POST, OPTIONS"),
+        ("DELETE", "add", "GET, POST, OPTIONS"),
+        ("PATCH", "add", "GET, POST, OPTIONS"),
+        ("POST", "", "GET, OPTIONS"),
+        ("POST", "_functions", "GET, OPTIONS"),
+        ("POST", "livepandas.js", "GET, OPTIONS"),
+    ],
 )
-def test_wrong_method_is_405_json(server, method, path):
+def test_wrong_method_is_405_json_naming_the_allowed_ones(server, method, path, allow):
     r = requests.request(method, url(server, path), timeout=TIMEOUT)
     assert r.status_code == 405
     assert r.headers["Content-Type"] == "application/json"
+    assert r.headers["Allow"] == allow
     assert r.json() == {"exception": "Method Not Allowed", "type": "MethodNotAllowed"}
 
 
