@@ -3,7 +3,8 @@
 Without a hub, this process is the master. Each worker is a :class:`LocalProcessSpawner` child
 running the engine (``sense-ipython-engine``: an IPython kernel that first runs the startup
 code). Spawners run on the shared :class:`~livepandas_ipython.server.LoopThread`; the public
-functions block on it from the caller's thread.
+functions block on it from the caller's thread. How a worker is started and described is
+:mod:`sense._launch`, shared with the hub's dashboards, so records look alike on both.
 
 A worker's id is its process id; the master's id is ``SENSE_DASHBOARD_ID`` when set, else its
 own process id. Workers get the ``SENSE_*`` environment of a dashboard (``SENSE_MASTER_ID``,
@@ -25,12 +26,20 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 
 from traitlets import Dict, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ._backend import DEFAULT_ENGINE, SIZES, Backend, now_iso, parse_id, same_id
+from ._backend import SIZES, Backend, now_iso, parse_id, same_id
+from ._launch import (
+    connection_options,
+    engine_command,
+    limits_for,
+    option_value,
+    record_fields,
+    start_engine,
+    startup_options,
+)
 from .display import LaunchProgress, ProgressDisplay, Record, Records
 from .errors import UnknownWorkerError, WorkerError
 
@@ -138,32 +147,21 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
         loop_thread = LoopThread.shared()
         if loop_thread.in_thread():
             raise WorkerError("launch_workers() blocks: call it from a thread other than the server loop's")
-        sizes = self.sizes or SIZES
-        if size not in sizes:
-            raise ValueError(f"unknown worker size {size!r}; the sizes are: {', '.join(sizes)}")
-        limits = sizes[size]
-        command = self._engine_command(engine)
-        code_file = None
-        if startup_script:
-            script = os.path.abspath(os.path.expanduser(startup_script))
-            if not os.path.isfile(script):
-                raise FileNotFoundError(f"startup script {script} does not exist")
-            command += ["--startup-script", script]
-        elif startup_code:
-            code_file = self._write_code(startup_code)
-            command += ["--startup-code-file", code_file]
-        worker_env = self._worker_env(env)
+        limits = limits_for(size, self.sizes or SIZES)
+        command = engine_command(engine, self.ip)
         run_dir = self._ensure_run_dir()
+        options, code_file = startup_options(startup_script, startup_code, run_dir)
+        command += options
+        worker_env = self._worker_env(env)
         spawners = [
             LocalProcessSpawner(
                 parent=self,
-                cmd=command + self._connection_args(engine, run_dir),
+                cmd=command + connection_options(engine, run_dir),
                 env=worker_env,
                 start_timeout=self.start_timeout,
                 interrupt_timeout=self.interrupt_timeout,
                 term_timeout=self.term_timeout,
-                mem_limit=int(limits.get("mem_limit") or 0),
-                cpu_limit=float(limits.get("cpu_limit") or 0),
+                **limits,
             )
             for _ in range(n)
         ]
@@ -214,9 +212,7 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
         )
 
     async def _start_one(self, order, spawner, engine, size, limits, created_at, events):
-        from livepandas_ipython.hub.spawner import SpawnError
-
-        connection_file = _option_value(spawner.cmd, "--connection-file")
+        connection_file = option_value(spawner.cmd, "--connection-file")
 
         def on_exit(status):
             if connection_file:
@@ -224,19 +220,9 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
             self._exited(spawner, status)
 
         spawner.on_exit = on_exit
-        error = traceback = None
-        try:
-            await spawner.start()
-        except SpawnError as exc:
-            error = str(exc)
-        info = dict(spawner.ready_info)
-        if error is None and info.get("startup", "ok") != "ok":
-            error = "startup failed: " + info["startup"].removeprefix("error: ")
-            traceback = info.get("traceback")
-            await spawner.stop(now=True)
+        info, error, traceback = await start_engine(spawner)
         if spawner.pid is None:
             raise WorkerError(error or "the worker process could not be started")
-        connection = info.get("connection")
         record = {
             "id": parse_id(info.get("id")) or spawner.pid,
             "engine": engine,
@@ -245,15 +231,8 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
             "master_id": self.master_id,
             "created_at": created_at,
             "stopped_at": now_iso() if error else None,
-            "pid": spawner.pid,
-            "host": info.get("host"),
-            "port": info.get("port"),
-            "connection": connection,
-            "connection_file": info.get("connection_file"),
-            "mem_limit": int(limits.get("mem_limit") or 0),
-            "cpu_limit": float(limits.get("cpu_limit") or 0),
+            **record_fields(info, limits, spawner.pid),
             "error": error,
-            "output": info.get("output", ""),
         }
         if traceback:
             record["traceback"] = traceback
@@ -342,15 +321,6 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _engine_command(self, engine):
-        if engine == DEFAULT_ENGINE:
-            # The same interpreter as the master, so the workers import what it imports.
-            return [sys.executable, "-m", "sense.engine", "--ip", self.ip]
-        path = shutil.which(engine)
-        if path is None:
-            raise ValueError(f"unknown engine {engine!r}: no such command on PATH (the default is {DEFAULT_ENGINE!r})")
-        return [path]
-
     def _worker_env(self, env):
         worker_env = {str(k): str(v) for k, v in (env or {}).items() if k not in _IDENTITY}
         worker_env.update(
@@ -375,17 +345,6 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
                 self._run_dir = tempfile.mkdtemp(prefix="sense-")
                 atexit.register(shutil.rmtree, self._run_dir, True)
             return self._run_dir
-
-    def _connection_args(self, engine, run_dir):
-        if engine != DEFAULT_ENGINE:
-            return []
-        return ["--connection-file", os.path.join(run_dir, f"kernel-{uuid.uuid4().hex}.json")]
-
-    def _write_code(self, code):
-        fd, path = tempfile.mkstemp(prefix="startup-", suffix=".py", dir=self._ensure_run_dir())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(code)
-        return path
 
     def _register_atexit(self):
         with self._lock:
@@ -414,13 +373,6 @@ class EmbeddedBackend(LoggingConfigurable, Backend):
         except Exception:
             for worker in running:
                 reap_orphan(worker.spawner.get_state(), timeout=0.5)
-
-
-def _option_value(argv, option):
-    try:
-        return argv[argv.index(option) + 1]
-    except (ValueError, IndexError):
-        return None
 
 
 def _shell():

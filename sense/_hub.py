@@ -6,7 +6,12 @@
 ``{"status": "stopped"}`` stops it; HTTP Basic auth from :func:`sense.get_auth`.
 
 The master is ``SENSE_MASTER_ID`` when this dashboard is a worker, else ``SENSE_DASHBOARD_ID``
-(this dashboard), else None: a client outside any dashboard is the master of what it launches.
+(this dashboard), else None: a client outside any dashboard launches top-level dashboards, and
+its "workers" are the project's running top-level dashboards.
+
+A ``startup_script`` that exists on this machine is sent by its absolute path (the hub runs
+dashboards on its own machine); any other is a path in the project's folder on the hub. A launch
+that fails part-way (a POST refused, an interrupt) stops the dashboards it already created.
 """
 
 import concurrent.futures
@@ -97,45 +102,87 @@ class HubBackend(Backend):
     # -- Backend --------------------------------------------------------------------------------
 
     def launch(self, n, size, engine, startup_script, startup_code, env):
+        if startup_script and os.path.isfile(os.path.expanduser(startup_script)):
+            # A file here: the hub (on this machine) runs it by its absolute path. Otherwise the
+            # hub looks for it in the project's folder.
+            startup_script = os.path.abspath(os.path.expanduser(startup_script))
         body = {
             "engine": engine,
             "size": size,
-            "startup_script": startup_script or "",
-            "startup_code": startup_code or "",
+            "startup_script": startup_script or None,
+            "startup_code": startup_code or None,
             "env": env,
             "master_id": self.master_id,
         }
         progress = LaunchProgress(n, engine, size)
         shown = ProgressDisplay(progress)
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, 16)) as pool:
-            records = list(pool.map(lambda _: self._request("POST", self.base_url, json=body), range(n)))
-            deadline = time.monotonic() + self.start_timeout
-            while True:
-                for i, record in enumerate(records):
-                    status = record.get("status")
-                    progress.set(i, "starting" if status in _PENDING else status, record.get("error"))
-                shown.update()
-                pending = [i for i, r in enumerate(records) if r.get("status") in _PENDING]
-                if not pending or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-                fresh = pool.map(lambda i: self._request("GET", self._dashboard_url(records[i]["id"])), pending)
-                for i, record in zip(pending, fresh):
-                    records[i] = record
+            records = self._post_all(pool, n, body)
+            try:
+                records = self._wait_started(pool, records, progress, shown)
+            except BaseException:
+                # Interrupted (or the hub went away): no dashboard of this call may keep running.
+                self._stop_quietly(pool, [r["id"] for r in records])
+                raise
         progress.finish()
         shown.update()
         return Records(Record(r) for r in records)
 
-    def _all(self):
-        records = self._request("GET", self.base_url)
+    def _post_all(self, pool, n, body):
+        """POST *n* dashboards at once; if any POST fails (or the call is interrupted), stop the
+        ones that were created and raise."""
+        futures = [pool.submit(self._request, "POST", self.base_url, json=body) for _ in range(n)]
+        try:
+            concurrent.futures.wait(futures)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            concurrent.futures.wait(futures)  # those already sent: their dashboards must be stopped
+            self._stop_quietly(pool, [f.result()["id"] for f in futures if _succeeded(f)])
+            raise
+        errors = [f.exception() for f in futures if not _succeeded(f)]
+        if errors:
+            self._stop_quietly(pool, [f.result()["id"] for f in futures if _succeeded(f)])
+            raise errors[0]
+        return [f.result() for f in futures]
+
+    def _stop_quietly(self, pool, ids):
+        def stop(dashboard_id):
+            try:
+                self._request("PATCH", self._dashboard_url(dashboard_id), json={"status": "stopped"})
+            except HubError:
+                pass
+
+        list(pool.map(stop, ids))
+
+    def _wait_started(self, pool, records, progress, shown):
+        """Poll the new dashboards until none is starting (or :attr:`start_timeout` passed)."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            for i, record in enumerate(records):
+                status = record.get("status")
+                progress.set(i, "starting" if status in _PENDING else status, record.get("error"))
+            shown.update()
+            pending = [i for i, r in enumerate(records) if r.get("status") in _PENDING]
+            if not pending or time.monotonic() > deadline:
+                return records
+            time.sleep(0.2)
+            fresh = pool.map(lambda i: self._request("GET", self._dashboard_url(records[i]["id"])), pending)
+            for i, record in zip(pending, fresh):
+                records[i] = record
+
+    def _all(self, query=""):
+        records = self._request("GET", self.base_url + ("?" + query if query else ""))
         if isinstance(records, dict):  # a paginated or wrapped list
             records = records.get("dashboards") or records.get("items") or []
         return records
 
     def workers(self):
+        master = "" if self.master_id is None else self.master_id
+        query = urllib.parse.urlencode({"status": "running", "master_id": master})
         return Records(
             Record(r)
-            for r in self._all()
+            for r in self._all(query)
             if r.get("status") == "running"
             and (same_id(r.get("master_id"), self.master_id) or (self.master_id is None and r.get("master_id") is None))
         )
@@ -145,7 +192,10 @@ class HubBackend(Backend):
             return Record(self._request("GET", self._dashboard_url(worker_id)))
         except HubError as exc:
             if exc.status == 404:
-                raise UnknownWorkerError(f"the hub has no dashboard {worker_id!r} of yours", ids=[worker_id]) from None
+                raise UnknownWorkerError(
+                    f"project {self.project!r} of {self.owner} on the hub has no dashboard {worker_id!r}",
+                    ids=[worker_id],
+                ) from None
             raise
 
     def stop(self, ids):
@@ -153,11 +203,16 @@ class HubBackend(Backend):
             ids = [r["id"] for r in self.workers()]
         if not ids:
             return Records()
+        ids = list({str(i): i for i in ids}.values())
         known = {str(r.get("id")) for r in self._all()}
         unknown = [i for i in ids if str(i) not in known]
         if unknown:
             names = ", ".join(map(repr, unknown))
-            raise UnknownWorkerError(f"the hub has no dashboard of yours with the id(s) {names}", ids=unknown)
+            noun = "id" if len(unknown) == 1 else "ids"
+            raise UnknownWorkerError(
+                f"project {self.project!r} of {self.owner} on the hub has no dashboard with the {noun} {names}",
+                ids=unknown,
+            )
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(ids), 16)) as pool:
             records = pool.map(
                 lambda i: self._request("PATCH", self._dashboard_url(i), json={"status": "stopped"}), ids
@@ -168,6 +223,10 @@ class HubBackend(Backend):
         if self.master_id is None:
             return Record(id=None, engine=None, size=None, status="running", master_id=None, created_at=None)
         return self.find(self.master_id)
+
+
+def _succeeded(future):
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _message(response):

@@ -11,7 +11,9 @@ working directory or the data directory (``c.LivePandasHub.warm_pool_size = 4``,
 ``c.LocalProcessSpawner.mem_limit = 2**30``); ``--config FILE`` names another.
 
 The data directory (created with mode 0700) holds everything that must survive a restart:
-``hub.sqlite`` (users, hashed keys, canvases, sessions; see :mod:`.db`) and ``canvases/<id>/``.
+``hub.sqlite`` (users, hashed keys, canvases, sessions, dashboards; see :mod:`.db`),
+``canvases/<id>/`` and the Sense projects' folders ``projects/<owner>/<project>/`` (see
+:mod:`.dashboards`).
 
 Once listening, the hub logs its URL and writes one line to stdout,
 ``LIVEPANDAS_HUB_READY {"url": "http://127.0.0.1:8000/"}``, for scripts and tests that start it
@@ -33,7 +35,7 @@ import socket
 import stat
 import sys
 
-from traitlets import Bool, Float, Integer, List, TraitError, Type, Unicode, default, validate
+from traitlets import Bool, Bytes, Float, Integer, List, TraitError, Type, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
 from .._version import __version__
@@ -47,6 +49,7 @@ CONFIG_FILE = "livepandas_hub_config.py"
 #: add theirs here). The first match wins, so more specific modules come first.
 HANDLER_MODULES = [
     "livepandas_ipython.hub.apihandlers",
+    "livepandas_ipython.hub.pages",
 ]
 
 _MiB = 1024 * 1024
@@ -65,6 +68,23 @@ aliases = {
 flags = {
     "debug": ({"Application": {"log_level": 10}}, "Log at DEBUG level."),
 }
+
+
+class _SecretBytes(Bytes):
+    """Bytes, also given as a hex string (on the command line, in the environment, in a config file)."""
+
+    info_text = "bytes or a hex string"
+
+    def validate(self, obj, value):
+        if isinstance(value, str):
+            try:
+                value = bytes.fromhex(value)
+            except ValueError:
+                raise TraitError(f"{self.name} must be bytes or a hex string") from None
+        return super().validate(obj, value)
+
+    def from_string(self, s):
+        return s
 
 
 class CreateUserApp(Application):
@@ -138,10 +158,11 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
 
     @default("classes")
     def _classes_default(self):
+        from .dashboards import DashboardManager
         from .pool import WorkerPool
         from .spawner import LocalProcessSpawner, Spawner
 
-        return [LivePandasHub, CreateUserApp, WorkerPool, Spawner, LocalProcessSpawner]
+        return [LivePandasHub, CreateUserApp, WorkerPool, Spawner, LocalProcessSpawner, DashboardManager]
 
     @default("log_level")
     def _log_level_default(self):
@@ -280,6 +301,30 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
         config=True
     )
 
+    # -- web pages --------------------------------------------------------------------------
+
+    allow_registration = Bool(
+        True, help="Let anyone create an account on the /register page (False: it answers 403)."
+    ).tag(config=True)
+    cookie_secret = _SecretBytes(
+        b"",
+        help="Key signing the log-in cookies of the web pages: bytes, or a hex string (at least 32 bytes). "
+        "Empty: the file cookie_secret in the data directory (mode 0600), created on the first start, so "
+        "log-ins survive restarts. (env: LIVEPANDAS_HUB_COOKIE_SECRET, hex)",
+    ).tag(config=True)
+    cookie_max_age_days = Float(14, help="Days a web log-in lasts before the user logs in again.").tag(config=True)
+
+    @default("cookie_secret")
+    def _cookie_secret_default(self):
+        return os.environ.get("LIVEPANDAS_HUB_COOKIE_SECRET", "")
+
+    @validate("cookie_secret")
+    def _valid_cookie_secret(self, proposal):
+        value = proposal["value"]
+        if value and len(value) < 32:
+            raise TraitError("cookie_secret must be at least 32 bytes (64 hex digits)")
+        return value
+
     @validate("port")
     def _valid_port(self, proposal):
         if not 0 <= proposal["value"] <= 65535:
@@ -307,6 +352,7 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
         self.init_logging()
         self.db = self.open_db()
         self.init_stores()
+        self.init_cookie_secret()
 
     def init_logging(self):
         """Send the loggers of the hub's parts (and Tornado's) through the application's handler."""
@@ -328,6 +374,17 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
         )
         self.canvases = CanvasStore(self.db, os.path.join(self.data_dir, "canvases"), limits)
         self.canvases.recover()
+
+    def init_cookie_secret(self):
+        """Use :attr:`cookie_secret`, else the data directory's file (created on the first start)."""
+        from .pages import load_cookie_secret
+
+        if not self.cookie_secret:
+            try:
+                self.cookie_secret = load_cookie_secret(self.data_dir)
+            except RuntimeError as exc:
+                self.log.critical("%s", exc)
+                self.exit(1)
 
     @property
     def resolved_worker_ip(self):
@@ -372,6 +429,22 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
             logger=self.log,
         )
 
+    def init_dashboards(self):
+        """The Sense dashboards (configured as ``c.DashboardManager.<trait>``)."""
+        from .dashboards import DashboardManager
+
+        self.dashboards = DashboardManager(
+            self.db,
+            self.authenticator,
+            self.data_dir,
+            self.new_spawner,
+            hub_url=self.url,
+            ip=self.resolved_worker_ip,
+            public_dns=self.public_host,
+            parent=self,
+            log=self.log,
+        )
+
     def init_handlers(self):
         handlers = []
         for name in HANDLER_MODULES:
@@ -381,6 +454,7 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
     def make_app(self):
         import tornado.web
 
+        from . import pages
         from .apihandlers.base import NotFoundHandler
 
         settings = dict(
@@ -388,11 +462,21 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
             max_body_size=self.max_body_size,
             max_request_size=self.max_request_size,
             cors_origin=self.cors_origin,
-            default_handler_class=NotFoundHandler,
+            # Unknown paths: an HTML page, but the JSON 404 under the REST APIs (the last rule).
+            default_handler_class=pages.NotFoundPage,
             compress_response=True,
+            template_path=pages.TEMPLATE_PATH,
+            static_path=pages.STATIC_PATH,
+            static_url_prefix=pages.STATIC_URL_PREFIX,
+            static_handler_class=pages.StaticHandler,
+            cookie_secret=self.cookie_secret,
+            xsrf_cookies=True,
+            xsrf_cookie_kwargs=dict(httponly=True, samesite="Lax"),
+            login_url="/login",
         )
         settings["log_function"] = log_request if self.log_requests else _no_log
-        return tornado.web.Application(self.init_handlers(), **settings)
+        api_404 = (r"(?:%s).*" % "|".join(re.escape(p) for p in pages.API_PREFIXES), NotFoundHandler)
+        return tornado.web.Application([*self.init_handlers(), api_404], **settings)
 
     # -- run --------------------------------------------------------------------------------
 
@@ -426,6 +510,7 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
         self.port = sockets[0].getsockname()[1]
         pool = self.init_pool()
         self.init_sessions(pool)
+        self.init_dashboards()
         server = HTTPServer(self.make_app(), max_body_size=self.max_body_size, xheaders=self.trust_xheaders)
         server.add_sockets(sockets)
         stop = asyncio.Event()
@@ -443,6 +528,7 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
             server.stop()
             culler.cancel()
             await asyncio.gather(culler, return_exceptions=True)
+            await self.dashboards.close()
             await self.sessions.close()
             await pool.close()
             try:
@@ -455,8 +541,12 @@ livepandas-hub --LivePandasHub.max_sessions=50 --session-timeout 600
     def _reap_recorded(self, reap):
         from .sessions import SessionManager
 
+        from .dashboards import DashboardManager
+
         # Only the database is needed to find what the previous hub recorded.
-        return SessionManager(self.db, self.canvases, None, logger=self.log).reap_recorded(reap)
+        killed = SessionManager(self.db, self.canvases, None, logger=self.log).reap_recorded(reap)
+        dashboards = DashboardManager(self.db, self.authenticator, self.data_dir, None, parent=self, log=self.log)
+        return killed + dashboards.reap_recorded(reap)
 
     @property
     def url(self):

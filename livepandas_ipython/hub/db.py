@@ -13,6 +13,9 @@ Tables::
     canvases   (id, owner_id, name, functions, created, updated)   functions: JSON list
     sessions   (id, canvas_id, status, socket, state, error,
                 created, last_activity, expires_at, stopped)       state: the spawner's JSON state
+    projects   (id, owner_id, name, created)                       (2) Sense projects, made on first use
+    dashboards (id, project_id, master_id, engine, size, status,   (2) info: how to reach it (JSON);
+                error, info, state, key_prefix, created, stopped)      key_prefix: its API key
 
 Canvas files live beside the database (see :mod:`.canvases`); session ids are stored as
 SHA-256 digests (:func:`session_key`), so the file never holds a usable session token.
@@ -80,6 +83,32 @@ MIGRATIONS = [
     );
     CREATE INDEX sessions_status ON sessions(status);
     CREATE INDEX sessions_canvas ON sessions(canvas_id);
+    """,
+    # 2: Sense projects and their dashboards
+    """
+    CREATE TABLE projects (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created REAL NOT NULL,
+        UNIQUE (owner_id, name)
+    );
+    CREATE TABLE dashboards (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        master_id INTEGER,
+        engine TEXT NOT NULL,
+        size TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        info TEXT,
+        state TEXT,
+        key_prefix TEXT,
+        created REAL NOT NULL,
+        stopped REAL
+    );
+    CREATE INDEX dashboards_project ON dashboards(project_id);
+    CREATE INDEX dashboards_status ON dashboards(status);
     """,
 ]
 
@@ -347,6 +376,109 @@ class Database:
         with self.transaction() as conn:
             cur = conn.execute(
                 "DELETE FROM sessions WHERE status NOT IN ('starting', 'running') AND stopped < ?", (before,)
+            )
+            return cur.rowcount
+
+
+    # -- projects and dashboards ------------------------------------------------------------
+
+    def project(self, owner_id, name):
+        return self._one("SELECT * FROM projects WHERE owner_id = ? AND name = ?", (owner_id, name))
+
+    def ensure_project(self, owner_id, name):
+        """The project *name* of *owner_id*, created if it does not exist yet."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO projects (owner_id, name, created) VALUES (?, ?, ?)",
+                (owner_id, name, time.time()),
+            )
+            return conn.execute(
+                "SELECT * FROM projects WHERE owner_id = ? AND name = ?", (owner_id, name)
+            ).fetchone()
+
+    _DASHBOARD_SELECT = (
+        "SELECT dashboards.*, projects.name AS project, projects.owner_id AS owner_id, users.name AS owner "
+        "FROM dashboards JOIN projects ON projects.id = dashboards.project_id "
+        "JOIN users ON users.id = projects.owner_id"
+    )
+
+    def add_dashboard(self, project_id, engine, size, master_id=None, status="starting"):
+        """Insert a dashboard; returns its id (never reused)."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO dashboards (project_id, master_id, engine, size, status, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, master_id, engine, size, status, time.time()),
+            )
+            return cur.lastrowid
+
+    def dashboard(self, dashboard_id):
+        """The dashboard row (with ``project``, ``owner_id`` and ``owner``), or None."""
+        return self._one(self._DASHBOARD_SELECT + " WHERE dashboards.id = ?", (dashboard_id,))
+
+    def dashboards(self, project_id=None, *, master_id=..., status=None, owner_id=None):
+        """Dashboards of *project_id* (or of *owner_id*, or all), oldest first.
+
+        *master_id* filters by master (None: the top-level ones); *status* by a status or a
+        tuple of statuses.
+        """
+        sql, clauses, args = self._DASHBOARD_SELECT, [], []
+        if project_id is not None:
+            clauses.append("dashboards.project_id = ?")
+            args.append(project_id)
+        if owner_id is not None:
+            clauses.append("projects.owner_id = ?")
+            args.append(owner_id)
+        if master_id is None:
+            clauses.append("dashboards.master_id IS NULL")
+        elif master_id is not ...:
+            clauses.append("dashboards.master_id = ?")
+            args.append(master_id)
+        if status is not None:
+            statuses = (status,) if isinstance(status, str) else tuple(status)
+            clauses.append(f"dashboards.status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return self._all(sql + " ORDER BY dashboards.id", args)
+
+    def count_dashboards(self, owner_id=None, project_id=None):
+        """Active (starting or running) dashboards of *project_id*, of *owner_id*, or of everyone."""
+        sql = (
+            "SELECT count(*) FROM dashboards JOIN projects ON projects.id = dashboards.project_id "
+            "WHERE dashboards.status IN ('starting', 'running')"
+        )
+        if project_id is not None:
+            return self._one(sql + " AND projects.id = ?", (project_id,))[0]
+        if owner_id is None:
+            return self._one(sql)[0]
+        return self._one(sql + " AND projects.owner_id = ?", (owner_id,))[0]
+
+    _DASHBOARD_FIELDS = frozenset(["status", "error", "info", "state", "key_prefix", "stopped"])
+
+    def update_dashboard(self, dashboard_id, *, only_active=False, **fields):
+        """Set *fields* of a dashboard (``info`` and ``state`` are JSON-encoded here); True if a row changed.
+
+        With *only_active*, a dashboard that has already ended is left alone.
+        """
+        unknown = set(fields) - self._DASHBOARD_FIELDS
+        if unknown:
+            raise TypeError(f"not dashboard fields: {', '.join(sorted(unknown))}")
+        for name in ("info", "state"):
+            if fields.get(name) is not None:
+                fields[name] = json.dumps(fields[name])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        sql = f"UPDATE dashboards SET {assignments} WHERE id = ?"
+        if only_active:
+            sql += " AND status IN ('starting', 'running')"
+        with self.transaction() as conn:
+            return conn.execute(sql, [*fields.values(), dashboard_id]).rowcount > 0
+
+    def forget_dashboards(self, before):
+        """Delete ended dashboards that ended before *before*; returns how many."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM dashboards WHERE status NOT IN ('starting', 'running') AND stopped < ?", (before,)
             )
             return cur.rowcount
 

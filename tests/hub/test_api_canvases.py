@@ -200,7 +200,10 @@ def test_size_limits_are_413(hub):
 def test_unknown_paths_and_methods_answer_json(shared_hub):
     body = error(shared_hub.get("api/v1/nothing-here"), 404)
     assert "nothing-here" in body["message"]
-    error(shared_hub.get("no/such/page"), 404)
+    error(shared_hub.get("api/no/such/page"), 404)
+    # Outside the API, an unknown path is an HTML page (see test_pages.py).
+    page = shared_hub.get("no/such/page")
+    assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
     error(shared_hub.request("PATCH", "api/v1/keys/", user="alice", json={}), 405)
 
 

@@ -23,6 +23,10 @@ Endpoints
 ``GET /api/v1/``
     ``200 {"version", "canvases", "canvas_sessions", "keys", "user"}`` (anonymous).
 
+``GET /api/v1/openapi.json``
+    ``200``: this API as an OpenAPI 3.1 document (anonymous), with the hub as the client reached
+    it as its server. Its schemas are the models and errors described here.
+
 ``GET /api/v1/user/``
     ``200 {"name", "created", "canvases"}``: whose credentials these are.
 
@@ -87,15 +91,66 @@ A session stops ``session_timeout`` seconds (default 300) after its last activit
 creation, a ``GET`` of it, or a call on its worker (HTTP or WebSocket). No worker outlives its
 session or the hub: workers exit when the hub's end of their stdin closes, even if the hub is
 killed, and a restarted hub kills any worker a previous one recorded.
+
+Sense dashboards
+----------------
+A dashboard is a worker process running an IPython kernel (the ``sense-ipython-engine``) that
+first runs its startup code or script, in a *project* of its owner; ``sense.launch_workers``
+and friends use these endpoints when ``SENSE_API_URL`` is set. Credentials: HTTP Basic with the
+user's password, or an API key as the user name and an empty password (``APIKey <user>:<key>``
+works too). ``<owner>`` must be the caller's own name: any other answers ``404``, whether or not
+that user or project exists. Bodies are JSON or form fields (a form's ``env`` is JSON text).
+
+``GET /users/<owner>/projects/<project>/dashboards/``  query ``?master_id=<id>`` (empty: the
+top-level ones), ``?status=<status>[,<status>...]``
+    ``200 [dashboard, ...]``, oldest first; an unknown project lists nothing. ``dashboard =
+    {"id", "self", "owner", "project", "engine", "size", "status", "master_id", "created_at",
+    "stopped_at", "error", "pid", "host", "port", "connection", "connection_file", "mem_limit",
+    "cpu_limit", "output", "traceback"?}``. ``status`` is ``starting``, ``running`` (the
+    startup code ran; ``connection`` is the Jupyter connection info of its kernel, what
+    ``sense.connect(record)`` uses), ``failed`` (``error`` and ``traceback`` say why) or
+    ``stopped`` (by ``PATCH``, its master stopping, the hub stopping or restarting, or by
+    exiting: then ``error`` says so). ``output`` is the tail of what the startup code printed.
+    ``400`` a malformed project name or filter.
+``POST /users/<owner>/projects/<project>/dashboards/``  body ``{"engine"?: str, "size"?: str,
+"startup_script"?: str, "startup_code"?: str, "env"?: {name: str}, "master_id"?: id}``
+(``startupScript``/``startupCode``/``masterId`` also accepted)
+    ``201 dashboard`` (``starting``; ``GET`` it until it is ``running`` or ``failed``) with
+    ``Location``. The project is created if new. ``engine`` defaults to ``sense-ipython-engine``
+    (others: ``DashboardManager.engines``); ``size`` to ``small`` — ``small``, ``medium``,
+    ``large`` set the process's ``RLIMIT_AS``/``RLIMIT_CPU`` to 2/8/32 GiB and 1/4/16 CPU-hours
+    (``sense.SIZES``; ``DashboardManager.sizes``). A relative ``startup_script`` is a path in
+    the project's folder on the hub. ``master_id``: the launching dashboard, one of the
+    project's. The dashboard's environment is the caller's ``env`` plus ``SENSE_API_URL``,
+    ``SENSE_OWNER_ID``, ``SENSE_PROJECT_ID``, ``SENSE_DASHBOARD_ID``, ``SENSE_MASTER_ID``
+    (empty for a top-level one), ``SENSE_API_TOKEN`` (an API key of the owner made for it and
+    revoked when it ends), ``SENSE_PUBLIC_DNS``, ``SENSE_PROJECT_IP`` and
+    ``SENSE_PROJECT_PACKAGES``, the project's package folder (also first on ``PYTHONPATH``;
+    ``sense.install`` installs there, so every dashboard of the project imports what one
+    installed). ``400`` unknown or mistyped fields, an unknown size or engine, both startup
+    fields, a missing script, a ``master_id`` not of the project; ``413`` a body over
+    ``max_request_size``; ``429`` the caller's (``DashboardManager.max_dashboards_per_user``),
+    the project's (``max_dashboards_per_project``) or the hub's (``max_dashboards``) cap of
+    starting and running dashboards, with ``Retry-After``.
+``GET /users/<owner>/projects/<project>/dashboards/<id>``
+    ``200 dashboard``; ``404`` for an id that is not a dashboard of this project of the caller.
+``PATCH /users/<owner>/projects/<project>/dashboards/<id>``  body ``{"status": "stopped"}``
+    ``200 dashboard``, stopped (its process and the dashboards it is the master of are gone
+    when this answers; stopping a stopped one is allowed). Any other body: ``400``.
+
+Dashboards stop with the hub (SIGTERM), exit by themselves if it is killed, and a restarted
+hub kills any that a previous one recorded and marks them ``stopped``.
 """
 
-from . import canvases, info, sessions, users
+from . import canvases, dashboards, info, openapi, sessions, users
 
 __all__ = ["default_handlers"]
 
 default_handlers = [
     *info.default_handlers,
+    *openapi.default_handlers,
     *users.default_handlers,
     *canvases.default_handlers,
     *sessions.default_handlers,
+    *dashboards.default_handlers,
 ]

@@ -158,7 +158,10 @@ class APIHandler(tornado.web.RequestHandler):
         ctype = self.request.headers.get("Content-Type", "")
         if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             arguments = {}
-            httputil.parse_body_arguments(ctype, self.body, arguments, {}, self.request.headers)
+            try:
+                httputil.parse_body_arguments(ctype, self.body, arguments, {}, self.request.headers)
+            except (httputil.HTTPInputError, ValueError) as exc:
+                raise BadRequest(f"the form body is malformed: {exc}"[:300]) from None
             return {name: values[-1].decode("utf-8", "replace") for name, values in arguments.items()}
         data = self.get_json_body(required=False)
         if data is None:
