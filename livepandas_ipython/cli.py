@@ -4,6 +4,11 @@ Compatible with the original flags::
 
     livepandas -P code.py --test addition --kwargs '{"x": 1, "y": 2}'
     livepandas -P code.py [-H view.html] [-S static/] [--port 8888] [--host 127.0.0.1]
+    livepandas -P code.py [-H view.html] [-S static/] --new [-U USER] [-K KEY] [--hub URL] [--session]
+
+``--new`` checks that the code runs on its own and uploads the canvas to a hub (URL: ``--hub``,
+else ``LIVEPANDAS_HUB_URL``, else ``http://127.0.0.1:8000``; credentials: ``-U``/``-K``, else
+``LIVEPANDAS_USERNAME``/``LIVEPANDAS_API_KEY``, else a prompt on a terminal, the key hidden).
 
 ``main(argv)`` returns the exit status: 0 on success (and after Ctrl-C or SIGTERM), 1 when the
 canvas or the call fails, 2 for bad arguments. Errors are one line on stderr.
@@ -27,7 +32,8 @@ def build_parser():
         description="Serve the livepandas_<name> functions of a Python file over HTTP and WebSocket.",
         epilog="Examples:\n"
         "  livepandas -P code.py --test addition --kwargs '{\"x\": 1, \"y\": 2}'\n"
-        "  livepandas -P code.py -H view.html --port 9999",
+        "  livepandas -P code.py -H view.html --port 9999\n"
+        "  livepandas -P code.py -H view.html -S static/ --new -U alice --hub http://127.0.0.1:8000",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     parser.add_argument("-P", "--python", metavar="CODE.PY", required=True, help="the canvas's Python file")
@@ -58,6 +64,13 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="include tracebacks in error replies")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--version", action="version", version=f"livepandas {__version__}")
+    hub = parser.add_argument_group("upload to a hub")
+    hub.add_argument("--new", action="store_true", help="check the canvas, upload it to a hub and print its id")
+    hub.add_argument("-U", "--user", metavar="USER", help="hub user name (default: $LIVEPANDAS_USERNAME, else asked)")
+    hub.add_argument("-K", "--key", metavar="KEY", help="hub API key (default: $LIVEPANDAS_API_KEY, else asked)")
+    hub.add_argument("--hub", metavar="URL", help="the hub (default: $LIVEPANDAS_HUB_URL, else http://127.0.0.1:8000)")
+    hub.add_argument("--name", metavar="NAME", help="the canvas's name on the hub (default: the file's name)")
+    hub.add_argument("--session", action="store_true", help="also start a session and print its socket")
     return parser
 
 
@@ -80,6 +93,11 @@ def main(argv=None):
         args = parser.parse_args(argv)
         if args.kwargs is not None and args.test is None:
             raise ArgumentError("--kwargs needs --test NAME", usage=parser.format_usage())
+        if args.new and args.test is not None:
+            raise ArgumentError("--new and --test don't go together", usage=parser.format_usage())
+        for flag in ("user", "key", "hub", "name", "session"):
+            if getattr(args, flag) and not args.new:
+                raise ArgumentError(f"--{flag} needs --new", usage=parser.format_usage())
     except ArgumentError as exc:
         sys.stderr.write(exc.usage)
         return _fail(exc, 2)
@@ -88,6 +106,8 @@ def main(argv=None):
     try:
         if args.test is not None:
             return _test(args)
+        if args.new:
+            return _upload(args)
         return _serve(args)
     except LivePandasError as exc:
         return _fail(exc, 1)
@@ -109,6 +129,62 @@ def _test(args):
 
     print(test.run(_load(args), args.test, args.kwargs), flush=True)
     return 0
+
+
+def _upload(args):
+    import os
+
+    from .canvas import _read_text
+    from .client import hub_url
+    from .commands import upload
+    from .errors import CanvasError
+
+    python = _read_text(args.python, "Python file")
+    html = _read_text(args.html, "HTML view") if args.html else None
+    if args.static and not os.path.isdir(args.static):
+        raise CanvasError(f"static directory {args.static} does not exist", filename=args.static)
+    upload.check_source(python, args.python)
+    url = hub_url(args.hub or _ask("hub URL", "--hub", "LIVEPANDAS_HUB_URL", default=hub_url()))
+    user = args.user or _ask("user name", "-U USER", "LIVEPANDAS_USERNAME")
+    key = args.key or _ask("API key", "-K KEY", "LIVEPANDAS_API_KEY", secret=True)
+    name = args.name or os.path.splitext(os.path.basename(args.python))[0]
+    result = upload.upload(
+        python, html=html, static_dir=args.static, name=name, hub=url, user=user, key=key,
+        session=args.session, filename=args.python,
+    )
+    print(result, flush=True)
+    return 0
+
+
+def _ask(what, flag, env, default=None, secret=False):
+    """A value from *env*, else asked on a terminal, else an error naming *flag* and *env*."""
+    import os
+
+    from .errors import ArgumentError
+
+    value = os.environ.get(env, "").strip()
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        if default is not None:
+            return default
+        raise ArgumentError(f"no {what}: give {flag} or set {env}")
+    prompt = f"Hub {what}" + (f" [{default}]" if default else "") + ": "
+    try:
+        if secret:
+            import getpass
+
+            value = getpass.getpass(prompt)
+        else:
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            value = sys.stdin.readline()
+    except (EOFError, KeyboardInterrupt):
+        value = ""
+    value = value.strip() or default
+    if not value:
+        raise ArgumentError(f"no {what}: give {flag} or set {env}")
+    return value
 
 
 def _serve(args):

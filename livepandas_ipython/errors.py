@@ -7,6 +7,7 @@ Every error subclasses the builtin it resembles, so callers can catch either::
           ├── CanvasError (ValueError)          the canvas's Python can't be loaded
           ├── ServerError (RuntimeError)        a server failed to start (port in use, timeout)
           ├── ArgumentError (ValueError)        bad command-line / magic arguments
+          ├── HubError                          a hub refused a client's request or can't be reached
           └── RequestError                      a call the function server refuses (has .status)
                ├── BadRequest (ValueError)            400: malformed JSON, kwargs not an object
                │    └── BadArguments (TypeError)      400: kwargs don't bind to the signature
@@ -25,6 +26,7 @@ __all__ = [
     "CanvasError",
     "ServerError",
     "ArgumentError",
+    "HubError",
     "RequestError",
     "BadRequest",
     "BadArguments",
@@ -62,6 +64,28 @@ class ArgumentError(LivePandasError, ValueError):
     def __init__(self, message, usage=""):
         super().__init__(message)
         self.usage = usage
+
+
+class HubError(LivePandasError):
+    """A hub answered :class:`~.client.HubClient` with an error, or could not be reached.
+
+    ``status`` is the HTTP status (None when no answer came), ``message`` the hub's own message
+    (its JSON ``message``), ``url`` the URL requested, ``line`` the line of a syntax error in an
+    uploaded canvas, ``response`` the :class:`requests.Response` (None without an answer).
+    ``str(exc)`` is one line: ``"401 Unauthorized for url: http://hub/api/v1/canvases/ — <message>"``.
+    """
+
+    def __init__(self, message, *, status=None, url=None, line=None, response=None, reason=None):
+        self.status = status
+        self.message = message
+        self.url = url
+        self.line = line
+        self.response = response
+        if status is None:
+            text = message
+        else:
+            text = f"{status} {reason or 'Error'} for url: {url} — {message}"
+        super().__init__(text)
 
 
 class RequestError(LivePandasError):

@@ -20,7 +20,7 @@ from .parser import ArgumentParser, HelpShown
 
 __all__ = ["LivePandasMagics"]
 
-LINE_COMMANDS = ("serve", "stop", "list", "status", "test", "preview")
+LINE_COMMANDS = ("serve", "stop", "list", "status", "test", "upload", "preview")
 
 # Chosen with benchmarks/bench_kernel.py; see its README section.
 DEFAULT_SWITCH_INTERVAL = 0.0005
@@ -90,6 +90,23 @@ class LivePandasMagics(Magics):
         "limit. A timed-out plain function keeps its thread until it returns (threads can't be stopped); "
         "while every thread of a canvas holds one, calls answer 503 ServerBusy. Turns inline_budget off.",
     ).tag(config=True)
+
+    hub_url = Unicode(
+        help="The hub %livepandas upload publishes to (env: LIVEPANDAS_HUB_URL; default http://127.0.0.1:8000)."
+    ).tag(config=True)
+
+    @default("hub_url")
+    def _hub_url_default(self):
+        return os.environ.get("LIVEPANDAS_HUB_URL", "http://127.0.0.1:8000")
+
+    hub_user = Unicode(
+        help="The user name %livepandas upload sends to the hub; empty: asked (env: LIVEPANDAS_USERNAME). "
+        "The API key comes from -K, else LIVEPANDAS_API_KEY, else a hidden prompt."
+    ).tag(config=True)
+
+    @default("hub_user")
+    def _hub_user_default(self):
+        return os.environ.get("LIVEPANDAS_USERNAME", "")
 
     switch_interval = Float(
         help="The interpreter's thread switch interval (sys.setswitchinterval), in seconds, while canvases "
@@ -266,13 +283,15 @@ class LivePandasMagics(Magics):
 
     @line_magic
     def livepandas(self, line):
-        """Manage this kernel's canvases: ``%livepandas serve|stop|list|status|test|preview ...``
+        """Manage this kernel's canvases: ``%livepandas serve|stop|list|status|test|upload|preview ...``
 
         - ``serve [NAME] -P CODE.PY [-H VIEW.HTML] [-S DIR] [--port P] [--host H]``: serve a file
         - ``stop [NAME ...]``: stop canvases (all with no name) and free their ports
         - ``list``: the served canvases, their ports and URLs
         - ``status [NAME]``: ports, URLs, functions, call counts and the last error
         - ``test FUNCTION [--canvas NAME] [--kwargs JSON]``: call a function here, print its JSON result
+        - ``upload [NAME] [--session] [--hub URL] [-U USER] [-K KEY] [--name NAME]``: check that the
+          canvas's code runs on its own, then publish it (code, view, static files) to a hub
         - ``preview [NAME]``: show a canvas's preview again
         """
         try:
@@ -378,6 +397,58 @@ class LivePandasMagics(Magics):
         from .commands import test
 
         print(test.run(self._find_canvas(args.function, args.canvas), args.function, args.kwargs))
+
+    @staticmethod
+    def _parser_upload():
+        p = ArgumentParser(prog="%livepandas upload", add_help=False)
+        p.add_argument("canvas", nargs="?", default="default")
+        p.add_argument("--session", action="store_true")
+        p.add_argument("--hub", metavar="URL")
+        p.add_argument("-U", "--user", metavar="USER")
+        p.add_argument("-K", "--key", metavar="KEY")
+        p.add_argument("--name", metavar="NAME")
+        return p
+
+    def _cmd_upload(self, args):
+        from .commands import upload
+
+        canvas = self.manager.get(args.canvas).canvas
+        if not canvas.source:
+            raise CanvasError(f"canvas {args.canvas!r} has no Python source to upload: run its %%canvas cell first")
+        filename = canvas.filename or f"%%canvas {args.canvas}"
+        upload.check_source(canvas.source, filename)  # before asking for credentials
+        user = args.user or self.hub_user or self._ask("user name", "-U USER", "LIVEPANDAS_USERNAME")
+        key = args.key or os.environ.get("LIVEPANDAS_API_KEY") or self._ask(
+            "API key", "-K KEY", "LIVEPANDAS_API_KEY", secret=True
+        )
+        result = upload.upload(
+            canvas.source,
+            html=canvas.html,
+            static_dir=canvas.static_dir,
+            name=args.name or canvas.name,
+            hub=args.hub or self.hub_url,
+            user=user,
+            key=key,
+            session=args.session,
+            filename=filename,
+        )
+        display(result)
+
+    @staticmethod
+    def _ask(what, flag, env, secret=False):
+        """Ask for a missing credential (Jupyter's stdin, hidden for the key); an error without one."""
+        try:
+            if secret:
+                import getpass
+
+                value = getpass.getpass(f"Hub {what}: ")
+            else:
+                value = input(f"Hub {what}: ")
+        except (EOFError, KeyboardInterrupt, NotImplementedError, OSError):
+            value = ""
+        if not value.strip():
+            raise ArgumentError(f"no {what}: give {flag} or set {env}")
+        return value.strip()
 
     @staticmethod
     def _parser_preview():

@@ -4,8 +4,8 @@ Each module holds the library-level work of one command; the front-ends only par
 and print. ``COMMANDS`` names them in the order shown in help and error messages.
 """
 
-from . import serve, test
+from . import serve, test, upload
 
-COMMANDS = {"serve": serve, "test": test}
+COMMANDS = {"serve": serve, "test": test, "upload": upload}
 
 __all__ = ["COMMANDS"]

@@ -31,7 +31,7 @@ from livepandas_ipython.extension import magics_for
 
 ADD = "def livepandas_add(x: int = 1, y: int = 2):\n    return x + y\n"
 CANVAS_USAGE = "usage: %%canvas [--port PORT] [--host HOST] [--html FILE] [--static DIR] [--view] [--no-preview] [--height PIXELS] [name]"
-VALID = "Valid commands are: serve, stop, list, status, test, preview"
+VALID = "Valid commands are: serve, stop, list, status, test, upload, preview"
 
 
 def texts(captured):
@@ -429,7 +429,13 @@ def test_canvas_usage_errors(lp, line, message):
         ("", f"%livepandas needs a command. {VALID}"),
         ("srve", f"%livepandas has no command 'srve'. {VALID}"),
         ("--help", f"%livepandas has no command '--help'. {VALID}"),
-        ("upload", f"%livepandas has no command 'upload'. {VALID}"),
+        ("uplaod", f"%livepandas has no command 'uplaod'. {VALID}"),
+        ("upload nope", "%livepandas upload: no canvas 'nope'; served canvases: default"),
+        (
+            "upload --port",
+            "%livepandas upload: unrecognized arguments: --port\n"
+            "usage: %livepandas upload [--session] [--hub URL] [-U USER] [-K KEY] [--name NAME] [canvas]",
+        ),
         ("list 'x", "%livepandas: No closing quotation"),
         ("list x", "%livepandas list: unrecognized arguments: x\nusage: %livepandas list"),
         ("stop --all", "%livepandas stop: unrecognized arguments: --all\nusage: %livepandas stop [NAME ...]"),
@@ -477,7 +483,7 @@ def test_livepandas_usage_errors(lp, line, message):
     assert usage_error(lp.run_line_magic, "livepandas", line) == message
 
 
-@pytest.mark.parametrize("command", ["serve", "stop", "list", "status", "test", "preview"])
+@pytest.mark.parametrize("command", ["serve", "stop", "list", "status", "test", "upload", "preview"])
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_help_flags_are_usage_errors_not_exits(lp, command, flag):
     """argparse would print help and ``sys.exit``: in a kernel that must be a UsageError instead."""
