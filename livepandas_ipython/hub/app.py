@@ -111,7 +111,7 @@ class CreateUserApp(Application):
 
     def start(self):
         from .auth import Authenticator
-        from .errors import HubError
+        from .errors import APIError
 
         if len(self.extra_args) != 1:
             self.log.critical("create-user takes exactly one user NAME (got %d arguments)", len(self.extra_args))
@@ -125,7 +125,7 @@ class CreateUserApp(Application):
         db = hub.open_db()
         try:
             _, key = Authenticator(db).create_user(self.extra_args[0], self.password or None)
-        except HubError as exc:
+        except APIError as exc:
             print(f"livepandas-hub create-user: {exc}", file=sys.stderr)
             self.exit(1)
         finally:

@@ -5,7 +5,7 @@ turn any of them into the JSON error body ``{"status": N, "message": "..."}``, s
 serves REST clients and, later, server-rendered pages::
 
     LivePandasError
-     └── HubError                              .status, .message (shown to the client)
+     └── APIError                              .status, .message (shown to the client)
           ├── BadRequest (ValueError)          400: malformed JSON, missing or wrong fields
           │    └── InvalidCanvas               400: syntax error (.line) or no livepandas_* function
           ├── Unauthorized (PermissionError)   401: no or wrong credentials
@@ -18,7 +18,7 @@ serves REST clients and, later, server-rendered pages::
 from ..errors import LivePandasError
 
 __all__ = [
-    "HubError",
+    "APIError",
     "BadRequest",
     "InvalidCanvas",
     "Unauthorized",
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-class HubError(LivePandasError):
+class APIError(LivePandasError):
     """Base of the hub's client-facing errors; ``str(exc)`` is the message the client sees."""
 
     status = 500
@@ -43,7 +43,7 @@ class HubError(LivePandasError):
         return {"status": self.status, "message": self.message}
 
 
-class BadRequest(HubError, ValueError):
+class BadRequest(APIError, ValueError):
     status = 400
 
 
@@ -61,23 +61,23 @@ class InvalidCanvas(BadRequest):
         return body
 
 
-class Unauthorized(HubError, PermissionError):
+class Unauthorized(APIError, PermissionError):
     status = 401
 
 
-class NotFound(HubError, LookupError):
+class NotFound(APIError, LookupError):
     status = 404
 
 
-class Conflict(HubError, ValueError):
+class Conflict(APIError, ValueError):
     status = 409
 
 
-class TooLarge(HubError, ValueError):
+class TooLarge(APIError, ValueError):
     status = 413
 
 
-class TooManySessions(HubError, RuntimeError):
+class TooManySessions(APIError, RuntimeError):
     """A session cap is reached; ``retry_after`` is the number of seconds to wait (>= 1)."""
 
     status = 429

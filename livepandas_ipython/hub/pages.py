@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from .auth import check_password, hash_password, validate_username
-from .errors import BadRequest, HubError, NotFound
+from .errors import BadRequest, APIError, NotFound
 
 __all__ = [
     "TEMPLATE_PATH",
@@ -177,7 +177,7 @@ class PageMixin:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, PageError):
             status_code, message = exc.status, exc.message
-        elif isinstance(exc, HubError):
+        elif isinstance(exc, APIError):
             status_code, message = exc.status, exc.message
         elif status_code == 404:
             message = f"There is no page at {self.request.path}."
@@ -199,7 +199,7 @@ class PageMixin:
         self.finish(self.render_string("error.html", status=status_code, title=title, message=message))
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, (PageError, HubError, tornado.web.HTTPError)):
+        if isinstance(value, (PageError, APIError, tornado.web.HTTPError)):
             return  # answered with its page, and in the access log
         super().log_exception(typ, value, tb)
 

@@ -23,7 +23,7 @@ import tornado.web
 from tornado import httputil
 
 from ..auth import parse_authorization
-from ..errors import BadRequest, HubError, TooLarge, TooManySessions, Unauthorized
+from ..errors import BadRequest, APIError, TooLarge, TooManySessions, Unauthorized
 
 __all__ = ["APIHandler", "NotFoundHandler", "iso8601"]
 
@@ -202,7 +202,7 @@ class APIHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if getattr(self, "_preparing", False):
             self.set_header("Connection", "close")
-        if isinstance(exc, HubError):
+        if isinstance(exc, APIError):
             self.set_status(exc.status)
             body = exc.body()
             if isinstance(exc, TooManySessions):
@@ -224,7 +224,7 @@ class APIHandler(tornado.web.RequestHandler):
             self.finish(json.dumps(body))
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, (HubError, tornado.web.HTTPError)):
+        if isinstance(value, (APIError, tornado.web.HTTPError)):
             return  # answered with its JSON error, and in the access log; not a hub fault
         super().log_exception(typ, value, tb)
 
