@@ -8,7 +8,6 @@ User mistakes raise exactly :class:`IPython.core.error.UsageError`, naming what 
 import ast
 import os
 import shlex
-import sys
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -23,7 +22,7 @@ __all__ = ["LivePandasMagics"]
 LINE_COMMANDS = ("serve", "stop", "list", "status", "test", "upload", "preview")
 
 # Chosen with benchmarks/bench_kernel.py; see its README section.
-DEFAULT_SWITCH_INTERVAL = 0.0005
+DEFAULT_SWITCH_INTERVAL = 0.0002
 
 
 def _env_int(name, fallback):
@@ -109,12 +108,12 @@ class LivePandasMagics(Magics):
         return os.environ.get("LIVEPANDAS_USERNAME", "")
 
     switch_interval = Float(
-        help="The interpreter's thread switch interval (sys.setswitchinterval), in seconds, while canvases "
-        "are served. A busy cell and the server thread share the GIL: with Python's default of 5 ms every "
-        "request waits out whole intervals while a CPU-bound cell runs. A shorter interval makes the server "
-        "answer quickly during such cells; it costs nothing while no request is in flight (no thread waits "
-        "for the GIL then), and under load the cell gives the server its share of the CPU. 0 leaves the "
-        "interpreter's setting alone. Restored when the extension is unloaded (env: LIVEPANDAS_SWITCH_INTERVAL)."
+        help="The interpreter's thread switch interval (sys.setswitchinterval), in seconds, while a canvas "
+        "answers calls. A busy cell and the server thread share the GIL: with Python's default of 5 ms every "
+        "request waits out whole intervals while a CPU-bound cell runs. The interval is lowered at a canvas's "
+        "first call and restored after half a second without calls, so an idle canvas costs the cell nothing; "
+        "under load the cell gives the server its share of the CPU. 0 leaves the interpreter's setting alone "
+        "(env: LIVEPANDAS_SWITCH_INTERVAL)."
     ).tag(config=True)
 
     @default("switch_interval")
@@ -126,18 +125,12 @@ class LivePandasMagics(Magics):
 
     @observe("switch_interval")
     def _switch_interval_changed(self, change):
-        if self._manager is not None and self._manager.servers:
-            self._apply_switch_interval()
+        if self._manager is not None:
+            self._manager.switch_interval = change["new"]
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
         self._manager = None
-        self._saved_switch_interval = None
-
-    def _apply_switch_interval(self):
-        if self._saved_switch_interval is None:
-            self._saved_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(self.switch_interval or self._saved_switch_interval)
 
     @property
     def manager(self):
@@ -149,6 +142,7 @@ class LivePandasMagics(Magics):
         manager = self._manager
         manager.default_port = self.port
         manager.host = self.host
+        manager.switch_interval = self.switch_interval
         manager.server_options = dict(
             debug=self.debug,
             allow_origins=tuple(self.allow_origins),
@@ -161,11 +155,8 @@ class LivePandasMagics(Magics):
     def close(self):
         """Stop every canvas server and release its port (``%unload_ext``)."""
         if self._manager is not None:
-            self._manager.close()
+            self._manager.close()  # restores the switch interval
             self._manager = None
-        if self._saved_switch_interval is not None:
-            sys.setswitchinterval(self._saved_switch_interval)
-            self._saved_switch_interval = None
 
     # -- %%canvas ---------------------------------------------------------------------------
 
@@ -247,7 +238,6 @@ class LivePandasMagics(Magics):
             server = start()
         except LivePandasError as exc:
             raise UsageError(f"%%canvas: {exc}") from None
-        self._apply_switch_interval()
         return server
 
     def _show_preview(self, name, server, forms=True, height=None):
@@ -344,7 +334,6 @@ class LivePandasMagics(Magics):
         name = args.name or canvas.name
         canvas = canvas.replace(name=name)
         server = self.manager.publish(name, canvas, port=args.port, host=args.host)
-        self._apply_switch_interval()
         self._show_preview(name, server)
 
     @staticmethod

@@ -30,17 +30,50 @@ class CanvasManager:
         Port tried for a new canvas when none is given; a free one is used when it is taken.
     host : str
         Address new servers bind.
+    switch_interval : float
+        The interpreter's thread switch interval while the servers answer calls, in seconds;
+        0 leaves it alone. See :mod:`.server.gil`.
     server_options : dict
         Further :class:`FunctionServer` options (``debug``, ``allow_origins``, ``max_workers``...).
     """
 
-    def __init__(self, default_port=8888, host="127.0.0.1", **server_options):
+    def __init__(self, default_port=8888, host="127.0.0.1", switch_interval=0.0, **server_options):
         self.default_port = default_port
         self.host = host
         self.server_options = server_options
         self.servers = {}
         self._loop_thread = None
+        self._switch = None
+        self._switch_interval = 0.0
         self._lock = threading.RLock()
+        self.switch_interval = switch_interval
+
+    @property
+    def switch_interval(self):
+        return self._switch_interval
+
+    @switch_interval.setter
+    def switch_interval(self, value):
+        value = value or 0.0
+        with self._lock:
+            if value == self._switch_interval:
+                return
+            self._switch_interval = value
+            if self._switch is not None:
+                self._switch.close()  # restores the usual interval
+                self._switch = None
+            for server in self.servers.values():
+                server.stats.on_call = self._on_call()
+
+    def _on_call(self):
+        """The servers' ``stats.on_call``: the :class:`SwitchInterval`'s, when there is one."""
+        if not self._switch_interval:
+            return None
+        if self._switch is None or self._switch.loop is not self.loop_thread.loop:
+            from .server.gil import SwitchInterval
+
+            self._switch = SwitchInterval(self._switch_interval, self.loop_thread.loop)
+        return self._switch.activity
 
     @property
     def loop_thread(self):
@@ -87,7 +120,9 @@ class CanvasManager:
         return self._server(canvas, port, host, options)
 
     def _server(self, canvas, port, host, options):
-        return FunctionServer(canvas, host=host, port=port, loop_thread=self.loop_thread, **options).start()
+        server = FunctionServer(canvas, host=host, port=port, loop_thread=self.loop_thread, **options)
+        server.stats.on_call = self._on_call()
+        return server.start()
 
     def set_view(self, name, html=None, static_dir=None, *, port=None, host=None):
         """Replace the HTML view (and/or static directory) of canvas *name*, leaving its functions.
@@ -117,6 +152,9 @@ class CanvasManager:
             servers, self.servers = list(self.servers.values()), {}
         for server in servers:
             server.stop()
+        if self._switch is not None:
+            self._switch.close()
+            self._switch = None
         if self._loop_thread is not None:
             self._loop_thread.stop()
             self._loop_thread = None

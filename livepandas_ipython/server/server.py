@@ -36,7 +36,12 @@ DEFAULT_INLINE_BUDGET = 0.001
 
 
 class ServerStats:
-    """Call counts and the last error of one server (updated on the loop thread)."""
+    """Call counts and the last error of one server (updated on the loop thread).
+
+    ``on_call``, when set, is called (on the loop thread) for every call started.
+    """
+
+    on_call = None
 
     def __init__(self):
         self.calls = {}
@@ -48,6 +53,8 @@ class ServerStats:
     def started(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
         self.last_activity = time.time()
+        if self.on_call is not None:
+            self.on_call()
 
     def failed(self, name, exc):
         self.errors[name] = self.errors.get(name, 0) + 1
