@@ -56,3 +56,16 @@ def test_sessions_benchmark_measures_warm_cold_and_bare_starts(tmp_path):
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"baseline", "warm", "cold"}, text
     assert all(summary[kind]["first_call"]["p50"] > 0 for kind in summary)
+
+
+def test_burst_benchmark_makes_every_session_usable_and_leaves_no_worker(tmp_path):
+    out = tmp_path / "burst.json"
+    text = run_bench("bench_burst.py", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert [row["usable"] for row in data["rounds"]] == [data["n"]], text
+    assert data["leftover_workers"] == 0, text
+
+
+def test_reliability_script_runs_its_quick_sizes(tmp_path):
+    text = run_bench("reliability.py", timeout=300)
+    assert "PASS" in text or "pass" in text, text
