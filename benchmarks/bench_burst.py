@@ -164,7 +164,7 @@ def main(argv=None):
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         time.sleep(0.5)
-        leftover = [pid for pid in children if os.path.exists(f"/proc/{pid}") and _alive(pid)]
+        leftover = [pid for pid in children if _alive(pid)]
         ok = ok and not leftover
         med = statistics.median
         print(f"\nmedians over rounds: last session usable {med(r['last_ms'] for r in rows):.0f} ms after the burst, "
@@ -179,12 +179,12 @@ def main(argv=None):
 
 
 def _alive(pid):
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return False
-    return data[data.rindex(b")") + 2:].split()[0] not in (b"Z", b"X")
 
 
 if __name__ == "__main__":
