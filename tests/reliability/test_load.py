@@ -14,6 +14,7 @@ run the same kinds of load for a few seconds and assert only on outcomes, never 
 The load generator is ``benchmarks/loadgen.py`` in its own process, on loopback only.
 """
 
+import itertools
 import json
 import subprocess
 import sys
@@ -117,11 +118,11 @@ def test_memory_after_12000_more_calls_is_what_it_was_after_4000(server):
 HUB_CANVAS = "def livepandas_add(x=1, y=2):\n    return x + y\n"
 
 
-def session_loop(hub_url, canvas_id, deadline, statuses, failures):
-    """Create a session, poll it until it runs, call its worker, delete it; until *deadline*."""
+def session_loop(hub_url, canvas_id, more, statuses, failures):
+    """Create a session, poll it until it runs, call its worker, delete it; while ``more()``."""
     api = hub_url + "api/v1/canvas_sessions/"
     with requests.Session() as http:
-        while time.monotonic() < deadline:
+        while more():
             r = http.post(api, json={"canvas": canvas_id}, timeout=TIMEOUT)
             statuses[r.status_code] += 1
             if r.status_code != 201:
@@ -145,7 +146,9 @@ def session_loop(hub_url, canvas_id, deadline, statuses, failures):
                 failures.append(f"DELETE {r.status_code} {r.text[:200]}")
 
 
-def test_hub_session_loops_answer_no_5xx_and_leak_nothing(hub):
+@pytest.mark.parametrize("sessions", [None, 200], ids=["5s-of-loops", "200-sessions"])
+def test_hub_session_loops_answer_no_5xx_and_leak_nothing(hub, sessions):
+    """8 loops for 5 s, or until 200 sessions in all; then no process or descriptor left over."""
     warm = 2
     h = hub("--warm-pool-size", str(warm), users=["alice"])
     canvas = h.upload("alice", python=HUB_CANVAS)
@@ -155,9 +158,14 @@ def test_hub_session_loops_answer_no_5xx_and_leak_nothing(hub):
     fds_before = process.num_fds()
 
     statuses, failures = Counter(), []
-    deadline = time.monotonic() + 5
+    if sessions is None:
+        deadline = time.monotonic() + 5
+        more = lambda: time.monotonic() < deadline  # noqa: E731
+    else:
+        started = itertools.count()
+        more = lambda: next(started) < sessions  # noqa: E731 (atomic under the GIL)
     loops = [
-        threading.Thread(target=session_loop, args=(h.url, canvas["id"], deadline, statuses, failures))
+        threading.Thread(target=session_loop, args=(h.url, canvas["id"], more, statuses, failures))
         for _ in range(8)
     ]
     for t in loops:
@@ -169,6 +177,8 @@ def test_hub_session_loops_answer_no_5xx_and_leak_nothing(hub):
     assert not [code for code in statuses if code >= 500], statuses
     assert not failures, failures[:5]
     assert statuses[201] >= 8 and statuses[204] == statuses[201], statuses
+    if sessions is not None:
+        assert statuses[201] == sessions, statuses
     # Back to the warm pool and the descriptors it started with.
     wait_until(
         lambda: len(h.worker_pids()) == warm and process.num_fds() <= fds_before,
