@@ -15,6 +15,7 @@ Every error subclasses the builtin it resembles, so callers can catch either::
                ├── FunctionNotFound (LookupError)     404: no such ``livepandas_<name>``
                ├── PayloadTooLarge (ValueError)       413: body over the configured limit
                ├── ServerBusy (RuntimeError)          503: every pool thread holds a timed-out call
+               ├── ServerStopping (RuntimeError)      503: the process exited before the call finished
                └── CallTimeout (TimeoutError)         504: a call ran over ``call_timeout``
 
 Errors raised *by a user's function* are not wrapped: the server answers 500 with the
@@ -34,6 +35,7 @@ __all__ = [
     "FunctionNotFound",
     "PayloadTooLarge",
     "ServerBusy",
+    "ServerStopping",
     "CallTimeout",
 ]
 
@@ -116,6 +118,12 @@ class PayloadTooLarge(RequestError, ValueError):
 
 class ServerBusy(RequestError, RuntimeError):
     """Every thread of the server's pool is still running a call that timed out."""
+
+    status = 503
+
+
+class ServerStopping(RequestError, RuntimeError):
+    """The server's loop shut down (its process is exiting) while the call was still running."""
 
     status = 503
 

@@ -12,6 +12,7 @@ Every error answers JSON ``{"exception": message, "type": name}`` (plus ``"trace
 mode for errors raised by user functions).
 """
 
+import asyncio
 import http.client
 import os
 import traceback
@@ -22,7 +23,7 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 
 from .. import jsonutil
-from ..errors import BadRequest, CallTimeout, PayloadTooLarge, RequestError, ServerBusy
+from ..errors import BadRequest, CallTimeout, PayloadTooLarge, RequestError, ServerBusy, ServerStopping
 from . import pages
 from .calls import Deferred, iterate, run_call
 
@@ -98,6 +99,14 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code, **kwargs):
         """Errors raised by Tornado itself (bad unicode, 405, static 403/404): JSON too."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if exc is None and status_code == 500 and _cancelling():
+            # Tornado answers 500 when a handler's task is cancelled: here, the loop shutting down
+            # as the process exits, with this call unfinished. Not the function's fault.
+            stopping = ServerStopping("the server stopped (its process is exiting) before the call finished")
+            self.set_status(stopping.status)
+            self.set_header("Connection", "close")
+            self.set_header("Content-Type", _JSON)
+            return self.finish(jsonutil.dumps(error_body(stopping)))
         reason = http.client.responses.get(status_code, "Error")
         message = reason
         if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
@@ -351,3 +360,11 @@ default_handlers = [
     (r"/([A-Za-z][A-Za-z0-9_]*)/?", FunctionHandler),
 ]
 
+
+def _cancelling():
+    """True when the running task is being cancelled (the loop is shutting down)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task.cancelling() > 0

@@ -509,3 +509,40 @@ def test_a_process_exits_once_its_server_stops_even_with_calls_stuck(tmp_path):
         proc.communicate()
         raise AssertionError("the interpreter waited for a call that never returns") from None
     assert (proc.returncode, out) == (0, "stopped\n"), err
+
+
+def test_a_call_cut_off_by_the_process_exiting_answers_503_server_stopping():
+    """The interpreter exits (as a kernel does on restart) while a call runs: a clear 503, not a 500."""
+    script = textwrap.dedent(
+        """
+        import sys, threading
+        from livepandas_ipython.canvas import Canvas
+        from livepandas_ipython.server import FunctionServer
+
+        entered = threading.Event()
+
+        def block():
+            entered.set()
+            threading.Event().wait()
+
+        server = FunctionServer(Canvas({"block": block}), port=0).start()
+        print(server.port, flush=True)
+        assert entered.wait(30)
+        sys.exit(0)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        reply = requests.get(f"http://127.0.0.1:{port}/block", timeout=TIMEOUT)
+        assert proc.wait(TIMEOUT) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert reply.status_code == 503
+    assert reply.headers["Connection"] == "close"
+    assert reply.json() == {
+        "exception": "the server stopped (its process is exiting) before the call finished",
+        "type": "ServerStopping",
+    }
