@@ -31,7 +31,9 @@ import base64
 import dataclasses
 import datetime
 import decimal
+import json
 import os
+import re
 import sys
 
 import orjson
@@ -43,7 +45,25 @@ __all__ = ["dumps", "loads", "default", "frame_to_json"]
 # and passes the arrays it has vetted to orjson's numpy writer, embedded as a Fragment.
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-loads = orjson.loads
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{20}")
+
+
+def loads(data):
+    """Decode JSON (bytes or str), as orjson does, except that integers of any size stay exact.
+
+    orjson turns an integer beyond 64 bits into a float; input holding a run of 20 digits (which
+    may be one) is decoded again by the standard library, which keeps every digit. Invalid JSON
+    raises ``orjson.JSONDecodeError`` (a ``ValueError``) either way.
+    """
+    value = orjson.loads(data)
+    pattern = _LONG_DIGITS_TEXT if isinstance(data, str) else _LONG_DIGITS
+    if pattern.search(data) is None:
+        return value
+    try:
+        return json.loads(data if isinstance(data, str) else bytes(data))
+    except RecursionError:  # nested deeper than the standard library goes: keep orjson's result
+        return value
 
 
 def dumps(obj):

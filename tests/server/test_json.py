@@ -447,6 +447,33 @@ def test_big_integer_result_end_to_end(serve):
         ws.close()
 
 
+def test_big_integer_arguments_stay_exact_on_every_path(serve):
+    from livepandas_ipython.jsonutil import loads as lp_loads
+
+    assert lp_loads(b'{"n": 100000000000000000000, "s": "123456789012345678901"}') == {
+        "n": 10**20,
+        "s": "123456789012345678901",
+    }
+    assert lp_loads('[18446744073709551616, 1.5]') == [2**64, 1.5]
+    with pytest.raises(ValueError):
+        lp_loads(b'{"n": NaN, "m": 100000000000000000000}')  # still orjson's validation
+
+    server = serve({"succ": lambda n=0: n + 1})
+    base = f"http://127.0.0.1:{server.port}/succ"
+    big = 2**70
+    for _ in range(8):  # pool, then inline and the fast path
+        r = requests.get(base, params={"kwargs": json.dumps({"n": big})}, timeout=TIMEOUT)
+        assert r.text == f'{{"result":{big + 1}}}'
+    r = requests.post(base, json={"n": big}, timeout=TIMEOUT)
+    assert r.text == f'{{"result":{big + 1}}}'
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/succ/ws", timeout=TIMEOUT)
+    try:
+        ws.send(json.dumps({"n": -big}))
+        assert ws.recv() == f'{{"result":{-big + 1}}}'
+    finally:
+        ws.close()
+
+
 def test_unencodable_result_end_to_end(serve):
     server = serve({"opaque": lambda: {"x": Opaque()}}, debug=True)
     r = requests.get(f"http://127.0.0.1:{server.port}/opaque", timeout=TIMEOUT)
