@@ -110,6 +110,10 @@ MIGRATIONS = [
     CREATE INDEX dashboards_project ON dashboards(project_id);
     CREATE INDEX dashboards_status ON dashboards(status);
     """,
+    # 3: log-in cookies issued before this time (a log-out) are no longer valid
+    """
+    ALTER TABLE users ADD COLUMN logged_out REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -213,6 +217,11 @@ class Database:
     def set_password(self, user_id, password_hash):
         with self.transaction() as conn:
             conn.execute("UPDATE users SET password = ? WHERE id = ?", (password_hash, user_id))
+
+    def log_out(self, user_id, when):
+        """Invalidate every log-in cookie of *user_id* issued before *when* (epoch seconds)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE users SET logged_out = ? WHERE id = ?", (when, user_id))
 
     def users(self):
         return self._all("SELECT * FROM users ORDER BY name")

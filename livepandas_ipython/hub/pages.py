@@ -13,9 +13,10 @@ and the share page's script in ``static/``, served under ``/hub-static/``)::
     GET  /canvases/<id>/                     share page: the canvas's view on a fresh session
 
 Signing in sets a signed cookie (``set_signed_cookie``: HttpOnly, SameSite=Lax, Secure over
-HTTPS) holding the user's id; the cookie secret comes from ``LivePandasHub.cookie_secret`` or the
-file ``cookie_secret`` in the data directory (mode 0600, created on the first start), so sessions
-survive a hub restart. Every form carries Tornado's XSRF token (``xsrf_cookies``); a POST without
+HTTPS) holding the user's id and when it was issued; logging out ends every log-in of that user
+issued before (the time is kept in the database), so a copied cookie is of no use afterwards.
+The cookie secret comes from ``LivePandasHub.cookie_secret`` or the file ``cookie_secret`` in the
+data directory (mode 0600, created on the first start), so log-ins survive a hub restart. Every form carries Tornado's XSRF token (``xsrf_cookies``); a POST without
 it answers ``403`` with an HTML page. The REST API authenticates by header and skips that check
 (see :mod:`.apihandlers.base`).
 
@@ -38,6 +39,7 @@ import os
 import secrets
 import sqlite3
 import stat
+import time
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -233,10 +235,14 @@ class PageHandler(PageMixin, tornado.web.RequestHandler):
         if not value:
             return None
         try:
-            user_id = int(value)
+            user_id, issued = value.split(b":")
+            user_id, issued = int(user_id), float(issued)
         except ValueError:
             return None
-        return self.hub.db.user_by_id(user_id)
+        user = self.hub.db.user_by_id(user_id)
+        if user is None or (user["logged_out"] is not None and issued <= user["logged_out"]):
+            return None  # the user logged out since (everywhere), or is gone
+        return user
 
     def check_xsrf_cookie(self):
         try:
@@ -254,7 +260,7 @@ class PageHandler(PageMixin, tornado.web.RequestHandler):
         """Set the signed log-in cookie for *user* (a row)."""
         self.set_signed_cookie(
             USER_COOKIE,
-            str(user["id"]),
+            f"{user['id']}:{time.time():.6f}",  # id and issue time, checked against logged_out
             expires_days=self.hub.cookie_max_age_days,
             httponly=True,
             samesite="Lax",
@@ -365,7 +371,9 @@ class LogoutPage(PageHandler):
         self.render("logout.html")
 
     def post(self):
-        """POST /logout — forget the log-in cookie."""
+        """POST /logout — end the log-in: this cookie and every other one issued before now."""
+        if self.current_user is not None:
+            self.hub.db.log_out(self.current_user["id"], time.time())
         self.clear_cookie(USER_COOKIE, path="/")
         self._current_user = None
         self.redirect_after_post("/")

@@ -160,6 +160,24 @@ def test_register_key_upload_home_share_logout(pages_hub):
     assert_page(carol.get("/"), 200, "Welcome")
 
 
+def test_logging_out_ends_every_log_in_and_copied_cookies_with_it(pages_hub):
+    laptop = Visitor(pages_hub)
+    assert_redirect(laptop.register("dora"), "/")
+    phone = Visitor(pages_hub)
+    assert_redirect(phone.login("dora"), "/")
+    copied = Visitor(pages_hub)
+    copied.http.cookies.set("livepandas-hub-user", laptop.http.cookies.get("livepandas-hub-user"))
+    for visitor in (laptop, phone, copied):
+        assert_page(visitor.get("/profile"), 200, 'id="profile-name">dora<')
+
+    assert_redirect(laptop.submit("/", "/logout"), "/")
+    for visitor in (laptop, phone, copied):  # the other device and the copy are logged out too
+        assert_redirect(visitor.get("/profile"), "/login?next=%2Fprofile", 302)
+    assert_redirect(phone.login("dora"), "/")  # a new log-in works
+    assert_page(phone.get("/profile"), 200, 'id="profile-name">dora<')
+    assert_redirect(copied.get("/profile"), "/login?next=%2Fprofile", 302)
+
+
 def test_pages_are_not_frameable_and_static_files_are_served(pages_hub):
     visitor = Visitor(pages_hub)
     for path in ("/", "/login", "/register", "/no/such/page"):
