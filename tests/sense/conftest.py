@@ -3,6 +3,7 @@
 ``clean_environment`` (autouse) removes every ``SENSE_*`` variable (and pip's own settings) for
 the test, so the embedded backend and the defaults apply unless a test sets them.
 ``no_worker_left`` (autouse) fails a test that leaves a worker running, after stopping it.
+``connected`` gives ``connect(worker)`` (``sense.connect``) whose clients are stopped at teardown.
 
 This folder is named like the package it tests, and pytest puts ``tests/`` on ``sys.path``: there
 ``tests/sense`` would be found first, as an empty namespace package. The repository root goes on
@@ -22,6 +23,7 @@ if "sense" in sys.modules and getattr(sys.modules["sense"], "__file__", None) is
     for _name in [n for n in sys.modules if n == "sense" or n.startswith("sense.")]:
         del sys.modules[_name]
 
+import sense  # noqa: E402
 from sense._embedded import EmbeddedBackend  # noqa: E402
 
 
@@ -46,3 +48,18 @@ def no_worker_left():
         backend.stop_all_now()
     pids = [r["pid"] for r in running]
     assert not pids, f"workers left running: pids {pids}"
+
+
+@pytest.fixture
+def connected():
+    """``connect(worker)`` whose clients are stopped at teardown."""
+    clients = []
+
+    def connect(worker):
+        kc = sense.connect(worker)
+        clients.append(kc)
+        return kc
+
+    yield connect
+    for kc in clients:
+        kc.stop_channels()

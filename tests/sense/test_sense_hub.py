@@ -62,20 +62,6 @@ def use_hub(hub, monkeypatch, request):
     assert not left, f"dashboards left running: {left}"
 
 
-@pytest.fixture
-def connected():
-    clients = []
-
-    def connect(worker):
-        kc = sense.connect(worker)
-        clients.append(kc)
-        return kc
-
-    yield connect
-    for kc in clients:
-        kc.stop_channels()
-
-
 def gone(pid):
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -15,21 +15,6 @@ import sense
 from sense._backend import SIZES
 
 
-@pytest.fixture
-def connected():
-    """``connect(worker)`` whose clients are stopped at teardown."""
-    clients = []
-
-    def connect(worker):
-        kc = sense.connect(worker)
-        clients.append(kc)
-        return kc
-
-    yield connect
-    for kc in clients:
-        kc.stop_channels()
-
-
 def wait_gone(pids, timeout=5):
     deadline = time.monotonic() + timeout
     while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
