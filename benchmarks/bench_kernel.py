@@ -150,11 +150,14 @@ def main(argv=None):
                 # to the usual one. Paired with a run of the no-canvas kernel just before or after
                 # (alternating), so drift on the machine cancels out of the ratio.
                 time.sleep(1.0)
-                first, second = (plain, k) if rnd % 2 == 0 else (k, plain)
-                rates = {id(first): busy_rate(first, a.duration)[0]}
-                rates[id(second)] = busy_rate(second, a.duration)[0]
-                add(("cell", "none"), rates[id(plain)])
-                add(("cell", "idle", interval), rates[id(k)] / rates[id(plain)])
+                if rnd % 2 == 0:
+                    alone = busy_rate(plain, a.duration)[0]
+                    beside = busy_rate(k, a.duration)[0]
+                else:
+                    beside = busy_rate(k, a.duration)[0]
+                    alone = busy_rate(plain, a.duration)[0]
+                add(("cell", "none"), alone)
+                add(("cell", "idle", interval), beside / alone)
                 for conns in (1, 16):
                     rate, result = busy_rate(k, a.duration + 1.0, port, conns)
                     add(("busy", interval, conns), result)

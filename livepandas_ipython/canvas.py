@@ -115,14 +115,20 @@ def collect_functions(namespace, names=None):
     keys = namespace.keys() if names is None else [n for n in names if n in namespace]
     found = {}
     for key in keys:
-        if not key.startswith(PREFIX):
+        name = published_name(key)
+        if name is None or not callable(namespace[key]):
             continue
-        name = key[len(PREFIX):]
-        value = namespace[key]
-        if not name or name.startswith("_") or not callable(value):
-            continue
-        found[name] = Function.from_callable(name, value)
+        found[name] = Function.from_callable(name, namespace[key])
     return dict(sorted(found.items()))
+
+
+def published_name(key):
+    """The name ``livepandas_<name>`` is published under, or None for a name that isn't published
+    (no prefix, nothing after it, or a private ``livepandas__<name>``)."""
+    if not key.startswith(PREFIX):
+        return None
+    name = key[len(PREFIX):]
+    return name if name and not name.startswith("_") else None
 
 
 def defined_names(tree):

@@ -14,6 +14,7 @@ else ``LIVEPANDAS_HUB_URL``, else ``http://127.0.0.1:8000``; credentials: ``-U``
 canvas or the call fails, 2 for bad arguments. Errors are one line on stderr.
 """
 
+import argparse
 import signal
 import sys
 import threading
@@ -34,7 +35,7 @@ def build_parser():
         "  livepandas -P code.py --test addition --kwargs '{\"x\": 1, \"y\": 2}'\n"
         "  livepandas -P code.py -H view.html --port 9999\n"
         "  livepandas -P code.py -H view.html -S static/ --new -U alice --hub http://127.0.0.1:8000",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-P", "--python", metavar="CODE.PY", required=True, help="the canvas's Python file")
     parser.add_argument("-H", "--html", metavar="VIEW.HTML", help="the canvas's HTML view, served at /")
@@ -80,7 +81,7 @@ def _seconds(text):
     except ValueError:
         value = -1.0
     if not value >= 0:
-        raise __import__("argparse").ArgumentTypeError(f"must be a number of seconds (0: no limit), not {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (0: no limit), not {text!r}")
     return value
 
 

@@ -80,11 +80,10 @@ def dumps(obj):
 
 def _wide(obj):
     """*obj* with every integer beyond 64 bits, in lists, tuples and dicts, as a digits Fragment."""
-    kind = type(obj)
-    if kind is int or (isinstance(obj, int) and not isinstance(obj, bool) and kind.__module__ != "numpy"):
-        return obj if -(2**63) <= obj < 2**64 else orjson.Fragment(str(int(obj)))
+    if _beyond_64_bits(obj):
+        return orjson.Fragment(str(int(obj)))
     if isinstance(obj, dict):
-        return {_wide_key(key): _wide(value) for key, value in obj.items()}
+        return {str(int(key)) if _beyond_64_bits(key) else key: _wide(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_wide(value) for value in obj]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # orjson writes these itself
@@ -92,10 +91,8 @@ def _wide(obj):
     return obj
 
 
-def _wide_key(key):
-    if isinstance(key, int) and not isinstance(key, bool) and not -(2**63) <= key < 2**64:
-        return str(int(key))
-    return key
+def _beyond_64_bits(value):
+    return isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64
 
 
 def _wide_default(obj):

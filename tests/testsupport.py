@@ -1,7 +1,9 @@
 """Helpers shared by test modules in several folders (``tests/`` is on ``sys.path`` via conftest)."""
 
+import asyncio
 import errno
 import socket
+import time
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -29,3 +31,29 @@ def assert_port_free(port):
             raise
     finally:
         sock.close()
+
+
+def endless(closed):
+    """``{"gen": ..., "agen": ...}``: streams that never end and set Event *closed* once closed."""
+
+    def gen():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                time.sleep(0.005)
+        finally:
+            closed.set()
+
+    async def agen():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.005)
+        finally:
+            closed.set()
+
+    return {"gen": gen, "agen": agen}

@@ -23,7 +23,7 @@ import sys
 import symtable
 import tempfile
 
-from ..canvas import PREFIX, defined_names
+from ..canvas import PREFIX, defined_names, published_name
 from ..errors import CanvasError
 
 __all__ = ["upload", "check", "check_source", "undefined_names", "run_isolated", "read_static", "UploadResult"]
@@ -81,13 +81,7 @@ def check_source(python, filename="code.py"):
         ) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise CanvasError(f"{filename} cannot be compiled: {exc}", filename=filename) from None
-    functions = sorted(
-        {
-            key[len(PREFIX):]
-            for key in defined_names(tree)
-            if key.startswith(PREFIX) and key[len(PREFIX):] and not key[len(PREFIX):].startswith("_")
-        }
-    )
+    functions = sorted({name for name in map(published_name, defined_names(tree)) if name is not None})
     if not functions:
         raise CanvasError(
             f"{filename} defines no top-level function named {PREFIX}<name>; only those are published",

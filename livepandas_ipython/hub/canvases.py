@@ -30,7 +30,7 @@ import shutil
 import secrets
 from dataclasses import dataclass, field
 
-from ..canvas import PREFIX, defined_names
+from ..canvas import PREFIX, defined_names, published_name
 from .errors import BadRequest, InvalidCanvas, NotFound, TooLarge
 
 __all__ = ["Limits", "CanvasUpload", "validate_upload", "collect_functions", "CanvasStore"]
@@ -144,8 +144,8 @@ def collect_functions(source, filename=CODE_FILE):
             defs.setdefault(node.name, node)
     functions = {}
     for key in defined_names(tree):
-        name = key[len(PREFIX):]
-        if not key.startswith(PREFIX) or not name or name.startswith("_") or name in functions:
+        name = published_name(key)
+        if name is None or name in functions:
             continue
         node = defs.get(key)
         if node is not None:

@@ -41,16 +41,12 @@ class SwitchInterval:
         self._calls = 0
         self._seen = 0
         self._timer = None
-
-    @property
-    def lowered(self):
-        """True while the busy interval is in force."""
-        return self._saved is not None
+        self._closed = False
 
     def activity(self):
         """One more call (on the loop thread): lower the interval if it is not already."""
         self._calls += 1
-        if self._saved is None:
+        if self._saved is None and not self._closed:
             self._saved = sys.getswitchinterval()
             sys.setswitchinterval(self.busy)
             self._seen = self._calls
@@ -72,7 +68,7 @@ class SwitchInterval:
 
     def close(self):
         """Restore the interval now and stop lowering it (from any thread). Idempotent."""
-        self.activity = _no_activity  # later calls (the servers are stopping) change nothing
+        self._closed = True  # later calls (servers hold activity() until they stop) change nothing
         self._restore()
         timer, self._timer = self._timer, None
         if timer is not None:
@@ -80,7 +76,3 @@ class SwitchInterval:
                 self.loop.call_soon_threadsafe(timer.cancel)
             except RuntimeError:  # the loop has closed
                 pass
-
-
-def _no_activity():
-    pass

@@ -81,14 +81,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def reply_error(self, exc, status=None):
-        """Finish with the JSON error object for *exc*."""
+    def reply_error(self, exc, status=None, close=False):
+        """Finish with the JSON error object for *exc* (and ``Connection: close`` with *close*)."""
         if self._finished:
             return
         status = status or getattr(exc, "status", 500)
         self.clear()
         self.set_default_headers()
-        if self._in_prepare:
+        if close or self._in_prepare:
             # Answered before a streamed body was read: Tornado then drops the connection, so
             # say so, or a keep-alive client sends its next request into a closed socket.
             self.set_header("Connection", "close")
@@ -103,10 +103,7 @@ class BaseHandler(tornado.web.RequestHandler):
             # Tornado answers 500 when a handler's task is cancelled: here, the loop shutting down
             # as the process exits, with this call unfinished. Not the function's fault.
             stopping = ServerStopping("the server stopped (its process is exiting) before the call finished")
-            self.set_status(stopping.status)
-            self.set_header("Connection", "close")
-            self.set_header("Content-Type", _JSON)
-            return self.finish(jsonutil.dumps(error_body(stopping)))
+            return self.reply_error(stopping, close=True)
         reason = http.client.responses.get(status_code, "Error")
         message = reason
         if isinstance(exc, tornado.web.HTTPError) and exc.log_message:

@@ -17,6 +17,7 @@ __all__ = [
     "loadgen",
     "request_bytes",
     "rss_bytes",
+    "start_cli",
     "wait_until",
 ]
 
@@ -107,3 +108,30 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def start_cli(directory, source, *args):
+    """Run ``livepandas -P canvas.py --port 0 *args`` in *directory* with *source* as the canvas.
+
+    Returns ``(process, port)`` once it serves; stdout and stderr are pipes, stdin is closed.
+    """
+    code = os.path.join(str(directory), "canvas.py")
+    with open(code, "w") as f:
+        f.write(source)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livepandas_ipython", "-P", code, "--port", "0", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(directory),
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Serving canvas"), line + proc.stderr.read()
+        port = int(line.rsplit(":", 1)[1].split("/")[0])
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc, port

@@ -23,11 +23,12 @@ import time
 import pytest
 import requests
 import websocket
+from testsupport import endless
 
 from livepandas_ipython.canvas import Canvas
 from livepandas_ipython.server.calls import PROMOTE_AFTER
 
-from .support import TIMEOUT, wait_until
+from .support import TIMEOUT, start_cli, wait_until
 
 # call_timeout of the servers under test: what must time out blocks for good, what must not takes
 # milliseconds, so the outcome never depends on the machine's speed. Other waits are TIMEOUT.
@@ -303,29 +304,15 @@ def test_without_a_timeout_blocked_calls_hold_only_their_own_threads(serve, bloc
 # -- clients that disconnect mid-stream ----------------------------------------------------------
 
 
-def _endless(closed):
-    def endless():
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-                time.sleep(0.005)
-        finally:
-            closed.set()
-
-    return endless
-
-
 def test_disconnect_mid_stream_on_the_fast_path_closes_the_generator(serve):
     """A plain function returning a generator, once inlined, streams from the fast path."""
     closed = threading.Event()
-    endless = _endless(closed)
+    stream_of = endless(closed)["gen"]
     calls = {"n": 0}
 
     def maybe_stream(stream=False):
         calls["n"] += 1
-        return endless() if stream else "plain"
+        return stream_of() if stream else "plain"
 
     server = serve({"maybe": maybe_stream}, inline_budget=10.0)
     for _ in range(PROMOTE_AFTER):
@@ -339,7 +326,7 @@ def test_disconnect_mid_stream_on_the_fast_path_closes_the_generator(serve):
 
 def test_disconnect_mid_server_sent_events_closes_the_generator(serve):
     closed = threading.Event()
-    server = serve({"endless": _endless(closed)})
+    server = serve({"endless": endless(closed)["gen"]})
     headers = {"Accept": "text/event-stream"}
     with requests.get(url(server, "endless"), headers=headers, stream=True, timeout=TIMEOUT) as r:
         assert next(r.iter_lines()) == b'data: {"partial":0}'
@@ -397,27 +384,6 @@ def livepandas_add(x=1, y=2):
 """
 
 
-def _start_cli(tmp_path, source, *args):
-    code = tmp_path / "canvas.py"
-    code.write_text(source)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livepandas_ipython", "-P", str(code), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=str(tmp_path),
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("Serving canvas"), line + proc.stderr.read()
-        port = int(line.rsplit(":", 1)[1].split("/")[0])
-    except BaseException:
-        proc.kill()
-        proc.communicate()
-        raise
-    return proc, port
-
-
 def _stop_cli(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -433,7 +399,7 @@ def _stop_cli(proc):
 def test_disconnects_close_generators_in_a_real_livepandas_process(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    proc, port = _start_cli(tmp_path, STREAM_CANVAS.format(marks=str(marks)))
+    proc, port = start_cli(tmp_path, STREAM_CANVAS.format(marks=str(marks)))
     try:
         base = f"http://127.0.0.1:{port}/endless"
         with requests.get(base, params={"kwargs": '{"tag": "http"}'}, stream=True, timeout=TIMEOUT) as r:
@@ -468,7 +434,7 @@ def livepandas_add(x=1, y=2):
 
 
 def test_the_cli_times_calls_out_and_exits_on_sigterm_with_a_call_stuck(tmp_path):
-    proc, port = _start_cli(tmp_path, BLOCK_CANVAS, "--call-timeout", str(SHORT))
+    proc, port = start_cli(tmp_path, BLOCK_CANVAS, "--call-timeout", str(SHORT))
     try:
         response = requests.get(f"http://127.0.0.1:{port}/block", timeout=TIMEOUT)
         assert (response.status_code, response.json()) == (504, late("block"))

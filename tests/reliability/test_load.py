@@ -16,8 +16,6 @@ The load generator is ``benchmarks/loadgen.py`` in its own process, on loopback 
 
 import itertools
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +25,7 @@ import pytest
 import requests
 from hub.conftest import wait_until
 
-from .support import TIMEOUT, loadgen
+from .support import TIMEOUT, loadgen, start_cli
 
 CANVAS = """\
 import gc
@@ -52,20 +50,8 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real ``livepandas -P canvas.py --port 0`` process: ``(port, pid)``."""
-    tmp = tmp_path_factory.mktemp("load")
-    (tmp / "canvas.py").write_text(CANVAS)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livepandas_ipython", "-P", str(tmp / "canvas.py"), "--port", "0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=str(tmp),
-    )
+    proc, port = start_cli(tmp_path_factory.mktemp("load"), CANVAS)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("Serving canvas"), line + proc.stderr.read()
-        port = int(line.rsplit(":", 1)[1].split("/")[0])
         yield port, proc.pid
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ import textwrap
 import psutil
 import pytest
 import requests
-from sense_helpers import run_code
+from sense_helpers import run_code, write_framework
 from test_sense_install import make_project
 
 import sense
@@ -81,23 +81,7 @@ def test_the_seed_example_runs_in_a_dashboard_as_written(hub, use_hub, connected
     # of the project imports it. It records what each worker was given.
     packages = packages_dir(hub, "alice", project)
     os.makedirs(packages)
-    with open(os.path.join(packages, "distributedFramework.py"), "w") as f:
-        f.write(
-            textwrap.dedent(
-                f"""\
-                import json, os, pickle, resource
-
-                def contactMaster(info):
-                    me = os.environ["SENSE_DASHBOARD_ID"]
-                    with open(os.path.join({str(reports)!r}, me + ".json"), "w") as f:
-                        json.dump({{
-                            "info": pickle.loads(info),
-                            "master": os.environ["SENSE_MASTER_ID"],
-                            "mem_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
-                        }}, f)
-                """
-            )
-        )
+    write_framework(packages, reports)
     # The master: a dashboard launched from this process (outside the hub)...
     (master,) = sense.launch_workers(1)
     assert master["status"] == "running" and master["master_id"] is None

@@ -9,7 +9,7 @@ import textwrap
 import time
 
 import pytest
-from sense_helpers import process_alive, run_code
+from sense_helpers import process_alive, run_code, write_framework
 
 import sense
 from sense._backend import SIZES
@@ -28,23 +28,7 @@ def test_the_seed_example_runs_as_written(tmp_path, monkeypatch):
     framework.mkdir()
     reports = tmp_path / "reports"
     reports.mkdir()
-    (framework / "distributedFramework.py").write_text(
-        textwrap.dedent(
-            f"""\
-            import json, os, pickle, resource
-
-            def contactMaster(info):
-                me = os.environ["SENSE_DASHBOARD_ID"]
-                with open(os.path.join({str(reports)!r}, me + ".json"), "w") as f:
-                    json.dump({{
-                        "info": pickle.loads(info),
-                        "master": os.environ["SENSE_MASTER_ID"],
-                        "mem_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
-                        "cpu_limit": resource.getrlimit(resource.RLIMIT_CPU)[0],
-                    }}, f)
-            """
-        )
-    )
+    write_framework(framework, reports)
     monkeypatch.setenv("PYTHONPATH", str(framework))
 
     # The seed's code, as written there.

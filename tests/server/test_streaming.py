@@ -3,11 +3,11 @@
 import asyncio
 import json
 import threading
-import time
 
 import pytest
 import requests
 import websocket
+from testsupport import endless
 
 TIMEOUT = 30  # seconds; generous, only ever waited on, never asserted
 
@@ -213,34 +213,10 @@ def test_unencodable_chunk_becomes_an_error_message(serve):
     assert messages[2:] == [{"partial": 3}, {"result": None, "done": True}]
 
 
-def _endless(closed):
-    def gen():
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-                time.sleep(0.005)
-        finally:
-            closed.set()
-
-    async def agen():
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-                await asyncio.sleep(0.005)
-        finally:
-            closed.set()
-
-    return {"gen": gen, "agen": agen}
-
-
 @pytest.mark.parametrize("name", ["gen", "agen"])
 def test_client_disconnect_closes_the_generator(serve, name):
     closed = threading.Event()
-    server = serve(_endless(closed))
+    server = serve(endless(closed))
     with stream(server, name) as r:
         assert json.loads(next(r.iter_lines())) == {"partial": 0}
         assert not closed.is_set()
@@ -298,7 +274,7 @@ def test_websocket_chunks_arrive_incrementally(serve):
 @pytest.mark.parametrize("name", ["gen", "agen"])
 def test_websocket_disconnect_closes_the_generator(serve, name):
     closed = threading.Event()
-    server = serve(_endless(closed))
+    server = serve(endless(closed))
     ws = ws_connect(server, name)
     try:
         ws.send("{}")
